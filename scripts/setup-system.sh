@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what this machine needs beyond Python packages, from Debian's
+# packages. Guarded: a second run that finds everything exits at once.
+set -euo pipefail
+
+need=()
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "setup-system: missing ${need[*]}; run this script as root or install them with apt-get" >&2
+        exit 1
+    fi
+else
+    SUDO=
+fi
+
+echo "setup-system: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
