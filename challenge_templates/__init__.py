@@ -1,0 +1,1 @@
+"""Challenge templates: the data, baseline and README of each kind of challenge."""

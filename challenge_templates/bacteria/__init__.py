@@ -1,0 +1,1 @@
+"""Bacterial microcolony instance segmentation: synthetic data, baseline, README."""
