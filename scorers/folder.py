@@ -1,0 +1,456 @@
+"""Score a folder of predictions against a folder of truth files.
+
+Files are matched by name. Every expected file is validated (missing,
+unreadable, wrong dtype or shape, wrong ids) and scored on its own; a bad
+prediction becomes a per-item error naming the file and the fix, never an
+exception. Only a request that cannot proceed at all (no truth folder, unknown
+scorer or option, broken truth file) raises :class:`ScorerError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import classification, instance, interval, pixel, regression
+from ._version import __version__
+from .errors import ScorerError
+from .files import ItemError, align, read_labels, read_mask, read_table, table_column
+from .registry import get as get_metric
+from .registry import names as metric_names
+
+__all__ = ["FolderScore", "ItemScore", "folder_scorers", "score_folder"]
+
+log = logging.getLogger(__name__)
+
+Metrics = dict[str, float | None]
+
+
+def _clean(value: Any) -> float | None:
+    """A JSON-safe number: NaN and inf become None."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """The score of one file, or why it could not be scored.
+
+    Attributes
+    ----------
+    name : str
+        File name, e.g. ``"img_003.tif"``.
+    metrics : dict
+        Metric name -> value (None where undefined); empty on error.
+    error : str or None
+        Human-readable reason the file could not be scored.
+    """
+
+    name: str
+    metrics: Metrics = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "name": self.name,
+            "metrics": {k: _clean(v) for k, v in self.metrics.items()},
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class FolderScore:
+    """The record the runner stores for one scored submission.
+
+    Attributes
+    ----------
+    scorer : str
+        Folder scorer or metric name.
+    version : str
+        ``scorers.__version__`` that computed it.
+    metrics : dict
+        Aggregate metrics over the items that could be scored.
+    items : tuple of ItemScore
+        One per expected file, in name order.
+    errors : tuple of str
+        Every per-file problem, including unexpected extra files.
+    """
+
+    scorer: str
+    version: str
+    metrics: Metrics
+    items: tuple[ItemScore, ...]
+    errors: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every expected file was scored and nothing was extra."""
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (NaN and inf become None)."""
+        return {
+            "scorer": self.scorer,
+            "version": self.version,
+            "ok": self.ok,
+            "metrics": {k: _clean(v) for k, v in self.metrics.items()},
+            "items": [item.to_dict() for item in self.items],
+            "errors": list(self.errors),
+        }
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How one folder scorer reads, scores and aggregates its files."""
+
+    suffixes: tuple[str, ...]
+    options: frozenset[str]
+    score: Callable[[Path, Path, Mapping[str, Any]], tuple[Metrics, Any]]
+    aggregate: Callable[[Sequence[Any], Mapping[str, Any]], Metrics]
+
+
+def _truth(read: Callable[[Path], Any], path: Path) -> Any:
+    try:
+        return read(path)
+    except ItemError as exc:
+        raise ScorerError(f"truth file {path}: {exc}; the hidden data set is broken") from exc
+
+
+def _same_shape(t: Any, p: Any) -> None:
+    if t.shape != p.shape:
+        raise ItemError(
+            f"shape {tuple(p.shape)} differs from the truth's {tuple(t.shape)}; "
+            "write one label per truth pixel, same frame count"
+        )
+
+
+def _frames(arr: Any) -> list[Any]:
+    return [arr] if arr.ndim == 2 else list(arr)
+
+
+# -- instance segmentation ----------------------------------------------------
+
+
+def _instance_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
+    t = _truth(read_labels, tp)
+    p = read_labels(pp)
+    _same_shape(t, p)
+    kw = {k: opts[k] for k in ("thresholds", "legacy_cvppp") if k in opts}
+    scores = [instance.score_instances(a, b, **kw) for a, b in zip(_frames(t), _frames(p), strict=True)]
+    by_image = bool(opts.get("by_image", False))
+    return dict(instance.summarize_instances(scores, by_image=by_image)), scores
+
+
+def _instance_aggregate(payloads: Sequence[Any], opts: Mapping[str, Any]) -> Metrics:
+    scores = [s for group in payloads for s in group]
+    if not scores:
+        dummy = instance.InstanceScore(
+            0.0, 0.0, 0.0, 0, 0, 0.0,
+            tuple(instance.Matching(float(t), 0, 0, 0, 0.0)
+                  for t in opts.get("thresholds", instance.IOU_THRESHOLDS)),
+        )
+        return dict.fromkeys(instance.summarize_instances([dummy]))
+    return dict(instance.summarize_instances(scores, by_image=bool(opts.get("by_image", False))))
+
+
+# -- pixel masks --------------------------------------------------------------
+
+_MASK_METRICS = {
+    "dice": pixel.mask_dice,
+    "jaccard": pixel.mask_jaccard,
+    "precision": pixel.mask_precision,
+    "recall": pixel.mask_recall,
+    "f1": pixel.mask_f1,
+}
+
+
+def _mask_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
+    t = _truth(read_mask, tp)
+    p = read_mask(pp)
+    _same_shape(t, p)
+    empty = float(opts.get("empty", 1.0))
+    out: Metrics = {name: fn(t, p, empty=empty) for name, fn in _MASK_METRICS.items()}
+    out["accuracy"] = pixel.mask_accuracy(t, p)
+    return out, out
+
+
+def _mean_aggregate(payloads: Sequence[Any], opts: Mapping[str, Any]) -> Metrics:
+    keys = list(payloads[0]) if payloads else []
+    out: Metrics = {}
+    for key in keys:
+        values = [m[key] for m in payloads if m.get(key) is not None]
+        out[key] = float(np.mean(values)) if values else None
+    out["n_items"] = float(len(payloads))
+    return out
+
+
+# -- tables -------------------------------------------------------------------
+
+
+def _pair_table(
+    tp: Path, pp: Path, column: str | None, numeric: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    truth = _truth(read_table, tp)
+    try:
+        t = table_column(truth, column, numeric=numeric, role="truth")
+    except ItemError as exc:
+        raise ScorerError(f"truth file {tp}: {exc}") from exc
+    pred = read_table(pp)
+    name = str(t.name)
+    pick = name if name in pred.columns or pred.shape[1] != 1 else None
+    p = table_column(pred, pick, numeric=numeric, role="prediction")
+    return align(t, p)
+
+
+def _regression_metrics(t: np.ndarray, p: np.ndarray) -> Metrics:
+    out: Metrics = {
+        "r2": regression.r2(t, p),
+        "mae": regression.mae(t, p),
+        "rmse": regression.rmse(t, p),
+        "mean_bias_error": regression.mean_bias_error(t, p),
+        "pearson_r": regression.pearson_r(t, p) if len(t) > 1 else None,
+        "mean_relative_error": None,
+        "n": float(len(t)),
+    }
+    if np.all(t != 0):
+        out["mean_relative_error"] = regression.mean_relative_error(t, p)
+    return out
+
+
+def _regression_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
+    t, p = _pair_table(tp, pp, opts.get("column"), numeric=True)
+    return _regression_metrics(t, p), (t, p)
+
+
+def _pooled(metrics: Callable[[np.ndarray, np.ndarray], Metrics], keys: Sequence[str]) -> Any:
+    def aggregate(payloads: Sequence[Any], opts: Mapping[str, Any]) -> Metrics:
+        if not payloads:
+            return dict.fromkeys(keys)
+        t = np.concatenate([a for a, _ in payloads])
+        p = np.concatenate([b for _, b in payloads])
+        return metrics(t, p)
+
+    return aggregate
+
+
+def _classification_metrics(t: np.ndarray, p: np.ndarray) -> Metrics:
+    return {
+        "accuracy": classification.accuracy(t, p),
+        "balanced_accuracy": classification.balanced_accuracy(t, p),
+        "f1_macro": classification.f1(t, p, average="macro"),
+        "n": float(len(t)),
+    }
+
+
+def _classification_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
+    t, p = _pair_table(tp, pp, opts.get("column"), numeric=False)
+    if t.dtype.kind != p.dtype.kind:
+        t, p = t.astype(str), p.astype(str)
+    return _classification_metrics(t, p), (t, p)
+
+
+def _interval_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
+    truth = _truth(read_table, tp)
+    try:
+        mu = table_column(truth, opts.get("column"), numeric=True, role="truth")
+    except ItemError as exc:
+        raise ScorerError(f"truth file {tp}: {exc}") from exc
+    pred = read_table(pp)
+    _, lo = align(mu, table_column(pred, "p16", numeric=True, role="prediction"))
+    m, hi = align(mu, table_column(pred, "p84", numeric=True, role="prediction"))
+    kw = {k: float(opts[k]) for k in ("confidence", "epsilon") if k in opts}
+    try:
+        out = interval.coverage_score(m, lo, hi, **kw)
+    except ScorerError as exc:
+        raise ItemError(str(exc)) from exc
+    return dict(out), (m, lo, hi)
+
+
+def _interval_aggregate(payloads: Sequence[Any], opts: Mapping[str, Any]) -> Metrics:
+    if not payloads:
+        return dict.fromkeys(("width", "coverage", "penalty", "score"))
+    m, lo, hi = (np.concatenate(parts) for parts in zip(*payloads, strict=True))
+    kw = {k: float(opts[k]) for k in ("confidence", "epsilon") if k in opts}
+    return dict(interval.coverage_score(m, lo, hi, **kw))
+
+
+_TIFF = (".tif", ".tiff")
+_KINDS: dict[str, _Kind] = {
+    "instance_segmentation": _Kind(
+        _TIFF, frozenset({"thresholds", "legacy_cvppp", "by_image"}),
+        _instance_score, _instance_aggregate,
+    ),
+    "pixel_masks": _Kind(_TIFF, frozenset({"empty"}), _mask_score, _mean_aggregate),
+    "regression": _Kind(
+        (".csv",), frozenset({"column"}), _regression_score,
+        _pooled(_regression_metrics, ("r2", "mae", "rmse", "mean_bias_error", "pearson_r",
+                                      "mean_relative_error", "n")),
+    ),
+    "classification": _Kind(
+        (".csv",), frozenset({"column"}), _classification_score,
+        _pooled(_classification_metrics, ("accuracy", "balanced_accuracy", "f1_macro", "n")),
+    ),
+    "coverage_score": _Kind(
+        (".csv",), frozenset({"column", "confidence", "epsilon"}),
+        _interval_score, _interval_aggregate,
+    ),
+}
+
+
+def folder_scorers() -> tuple[str, ...]:
+    """Names accepted by :func:`score_folder` besides single metrics."""
+    return tuple(sorted(_KINDS))
+
+
+def _metric_kind(name: str, tabular: bool) -> _Kind:
+    """Any registered metric, applied per file and averaged over files."""
+    fn = get_metric(name)
+
+    def score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
+        if tabular:
+            t, p = _pair_table(tp, pp, opts.get("column"), numeric=False)
+            extra = {k: v for k, v in opts.items() if k != "column"}
+        else:
+            t = _truth(read_labels, tp)
+            p = read_labels(pp)
+            _same_shape(t, p)
+            extra = dict(opts)
+        try:
+            value = fn(t, p, **extra)
+        except ScorerError as exc:
+            raise ItemError(str(exc)) from exc
+        out: Metrics = dict(value) if isinstance(value, dict) else {name: float(value)}
+        return out, out
+
+    options = frozenset({"column", "thresholds", "legacy_cvppp", "empty", "average", "pos_label"})
+    return _Kind((".csv",) if tabular else _TIFF, options, score, _mean_aggregate)
+
+
+def _listing(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    return {
+        p.name: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
+    }
+
+
+def score_folder(
+    pred_dir: str | Path,
+    truth_dir: str | Path,
+    *,
+    scorer: str = "instance_segmentation",
+    items: Iterable[str] | None = None,
+    **options: Any,
+) -> FolderScore:
+    """Score every prediction file against the truth file of the same name.
+
+    Parameters
+    ----------
+    pred_dir : str or Path
+        Folder the submission wrote its predictions to.
+    truth_dir : str or Path
+        Folder of hidden truth files.
+    scorer : str
+        A folder scorer (:func:`folder_scorers`: ``instance_segmentation``,
+        ``pixel_masks``, ``regression``, ``classification``,
+        ``coverage_score``) or any registered metric name (scored per file
+        and averaged).
+    items : iterable of str, optional
+        Restrict scoring to these truth file names (a public or private split).
+    **options
+        Passed to the scorer, e.g. ``thresholds``, ``legacy_cvppp``,
+        ``by_image`` (instance segmentation), ``column`` (tables), ``empty``
+        (masks), ``confidence`` and ``epsilon`` (coverage).
+
+    Returns
+    -------
+    FolderScore
+        Aggregate and per-item metrics plus every per-file error.
+
+    Raises
+    ------
+    ScorerError
+        If the truth folder is missing or empty, the scorer or an option is
+        unknown, a requested item has no truth file, or a truth file is broken.
+    """
+    truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
+    if not truth_dir.is_dir():
+        raise ScorerError(f"truth folder {truth_dir} does not exist")
+    if scorer in _KINDS:
+        kind = _KINDS[scorer]
+    else:
+        if scorer not in metric_names():
+            raise ScorerError(
+                f"unknown scorer {scorer!r}; folder scorers: {', '.join(folder_scorers())}; "
+                f"metrics: {', '.join(metric_names())}"
+            )
+        tabular = any(p.suffix.lower() == ".csv" for p in truth_dir.iterdir())
+        kind = _metric_kind(scorer, tabular)
+    unknown = set(options) - kind.options
+    if unknown:
+        raise ScorerError(
+            f"scorer {scorer!r} takes no option(s) {sorted(unknown)}; "
+            f"it accepts {sorted(kind.options)}"
+        )
+    truths = _listing(truth_dir, kind.suffixes)
+    expected_all = set(truths)
+    if items is not None:
+        wanted = set(items)
+        absent = sorted(wanted - set(truths))
+        if absent:
+            raise ScorerError(
+                f"requested item(s) {absent[:5]} have no truth file in {truth_dir}"
+            )
+        truths = {name: path for name, path in truths.items() if name in wanted}
+    if not truths:
+        raise ScorerError(f"truth folder {truth_dir} holds no {'/'.join(kind.suffixes)} files")
+    every_pred = (
+        {p.name for p in pred_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+        if pred_dir.is_dir() else set()
+    )
+    n_found = sum(name in every_pred for name in truths)
+    results: list[ItemScore] = []
+    payloads: list[Any] = []
+    errors: list[str] = []
+    for name, truth_path in truths.items():
+        if name not in every_pred:
+            reason = f"missing: the command wrote {n_found} of {len(truths)} expected files"
+            stem = Path(name).stem
+            near = sorted(p for p in every_pred if Path(p).stem == stem)
+            if near:
+                reason += f"; found {near[0]!r}, rename it to {name!r}"
+            elif not pred_dir.is_dir():
+                reason += f" (no prediction folder {pred_dir})"
+            errors.append(f"{name}: {reason}")
+            results.append(ItemScore(name, {}, reason))
+            continue
+        try:
+            metrics, payload = kind.score(truth_path, pred_dir / name, options)
+        except ItemError as exc:
+            errors.append(f"{name}: {exc}")
+            results.append(ItemScore(name, {}, str(exc)))
+            continue
+        log.debug("scored %s", name)
+        results.append(ItemScore(name, {k: _clean(v) for k, v in metrics.items()}, None))
+        payloads.append(payload)
+    for name in sorted(every_pred - expected_all):
+        errors.append(
+            f"{name}: unexpected file: no truth file has this name; "
+            f"write only files named like the truth (e.g. {next(iter(truths))!r})"
+        )
+    return FolderScore(
+        scorer=scorer,
+        version=__version__,
+        metrics={k: _clean(v) for k, v in kind.aggregate(payloads, options).items()},
+        items=tuple(results),
+        errors=tuple(errors),
+    )

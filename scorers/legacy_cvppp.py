@@ -1,0 +1,150 @@
+"""The 2017 CVPPP leaf-segmentation scoring script, reproduced from the overlap table.
+
+Historic CVPPP leaderboards were computed with ``evaluate.py`` of the
+Leaf Segmentation Challenge [1]_ [2]_. It differs from the modern definitions
+in :mod:`scorers.instance` in ways that change numbers, so it is kept as an
+explicit mode (``legacy_cvppp=True``) rather than silently mixed in:
+
+* the background is the *lowest value* of each image, not 0;
+* best Dice visits every id from background + 1 to the maximum: an id absent
+  from the image adds 0 but still counts in the divisor ``max - min``;
+* DiC is ``(max - min of prediction) - (max - min of truth)``, i.e. it
+  assumes consecutive ids;
+* an image holding a single value scores best Dice 0 (so two empty images
+  give SBD 0, not 1);
+* a shape mismatch is not an error: best Dice 0, DiC -1 (also for |DiC|),
+  foreground Dice 0.
+
+The script loops over every pair of ids with full-image masks; here the same
+numbers come from one overlap table. The script's Python-2-era arithmetic on
+``uint8`` scalars (which wraps when an id is 255) is not reproduced.
+
+References
+----------
+.. [1] H. Scharr, M. Minervini, A. P. French, C. Klukas, D. M. Kramer, X. Liu,
+   I. Luengo, J.-M. Pape, G. Polder, D. Vukadinovic, X. Yin, S. A. Tsaftaris,
+   "Leaf segmentation in plant phenotyping: a collation study", Machine
+   Vision and Applications 27 (2016) 585-606.
+.. [2] M. Minervini, A. Fischbach, H. Scharr, S. A. Tsaftaris, "Finely-grained
+   annotated datasets for image-based plant phenotyping", Pattern
+   Recognition Letters 81 (2016) 80-89. https://www.plant-phenotyping.org/CVPPP2017
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._validate import _as_array
+from .errors import ScorerError
+from .overlap import LabelOverlap, _label_overlap
+
+__all__ = ["LegacyScore", "legacy_score"]
+
+
+@dataclass(frozen=True)
+class LegacyScore:
+    """The per-image numbers of the 2017 CVPPP script.
+
+    Attributes
+    ----------
+    best_dice : float
+        ``BestDice(prediction, truth)``: averaged over prediction ids.
+    best_dice_truth : float
+        ``BestDice(truth, prediction)``: averaged over truth ids.
+    sbd : float
+        ``SymmetricBestDice``: the smaller of the two.
+    dic : int
+        ``DiffFGLabels``: -1 on a shape mismatch.
+    abs_dic : int
+        ``AbsDiffFGLabels``: -1 on a shape mismatch.
+    fg_dice : float
+        ``FGBGDice``.
+    """
+
+    best_dice: float
+    best_dice_truth: float
+    sbd: float
+    dic: int
+    abs_dic: int
+    fg_dice: float
+
+
+_MISMATCH = LegacyScore(0.0, 0.0, 0.0, -1, -1, 0.0)
+
+
+def _legacy_labels(value: ArrayLike, name: str) -> NDArray[Any]:
+    arr = _as_array(value, name)
+    if arr.dtype.kind not in "iub":
+        raise ScorerError(f"{name}: labels must be integers, got {arr.dtype}")
+    return arr
+
+
+def _shift(arr: NDArray[Any]) -> tuple[NDArray[Any], int]:
+    """Make the lowest value 0 (the script's background); return it and the range."""
+    lo, hi = int(arr.min()), int(arr.max())
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if lo != 0:
+        arr = arr.astype(np.int64) - lo
+    return arr, hi - lo
+
+
+def _directional(
+    counts_from: NDArray[np.intp], n_from: int, span: int, dice: NDArray[np.float64]
+) -> float:
+    if span == 0:
+        return 0.0
+    best = np.zeros(n_from)
+    np.maximum.at(best, counts_from, dice)
+    return float(best.sum() / span)
+
+
+def legacy_score(truth: ArrayLike, prediction: ArrayLike) -> LegacyScore:
+    """Score one image exactly as the 2017 CVPPP ``evaluate.py`` does.
+
+    Parameters
+    ----------
+    truth, prediction : array_like of int
+        Label images; the lowest value of each is its background.
+
+    Returns
+    -------
+    LegacyScore
+        Best Dice both ways, SBD, DiC, |DiC| and foreground Dice.
+
+    Raises
+    ------
+    ScorerError
+        If an input is empty or not an integer array. A shape mismatch is
+        scored, as in the script, not raised.
+
+    References
+    ----------
+    .. [1] H. Scharr et al., "Leaf segmentation in plant phenotyping: a
+       collation study", Machine Vision and Applications 27 (2016) 585-606.
+    """
+    t = _legacy_labels(truth, "truth")
+    p = _legacy_labels(prediction, "prediction")
+    if t.shape != p.shape:
+        return _MISMATCH
+    t, t_span = _shift(t)
+    p, p_span = _shift(p)
+    ov: LabelOverlap = _label_overlap(t, p)
+    dice = ov.pair_dice()
+    bd_pred = _directional(ov.cols, ov.n_pred, p_span, dice)
+    bd_truth = _directional(ov.rows, ov.n_true, t_span, dice)
+    dic = p_span - t_span
+    fg_total = int(ov.truth_areas.sum() + ov.pred_areas.sum())
+    fg = 2.0 * float(ov.intersections.sum()) / fg_total if fg_total > 0 else 0.0
+    return LegacyScore(
+        best_dice=bd_pred,
+        best_dice_truth=bd_truth,
+        sbd=min(bd_pred, bd_truth),
+        dic=dic,
+        abs_dic=abs(dic),
+        fg_dice=fg,
+    )

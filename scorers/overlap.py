@@ -1,0 +1,198 @@
+"""The label-overlap table: one pass over the pixels feeds every instance metric.
+
+Every instance-segmentation score (best Dice, DiC, foreground Dice, IoU
+matching, panoptic quality) is a function of three things: the area of each
+true object, the area of each predicted object, and the number of pixels each
+(true, predicted) pair shares. :func:`label_overlap` computes all three with a
+single ``np.bincount`` over a combined pair code, so a 2048x2048 image with
+thousands of objects costs a few tens of milliseconds and no per-object loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._validate import as_labels, same_shape
+
+__all__ = ["LabelOverlap", "label_overlap"]
+
+# A dense (n_true + 1) x (n_pred + 1) table is used when it has at most this many
+# cells or no more cells than the image has pixels; beyond that the sparse path
+# sorts only the pixels where both images are foreground.
+_DENSE_MIN_CELLS = 1 << 22
+# Ids up to this bound are compacted through a lookup table (a bincount);
+# larger ids (uint32/int64 hashes, say) go through np.unique.
+_LUT_MAX_ID = 1 << 24
+
+
+@dataclass(frozen=True, eq=False)
+class LabelOverlap:
+    """Areas and pairwise intersections of the objects in two label images.
+
+    Attributes
+    ----------
+    truth_ids, pred_ids : ndarray
+        Sorted distinct non-zero ids of each image; object ``i`` of the truth
+        is ``truth_ids[i]``.
+    truth_areas, pred_areas : ndarray of int64
+        Pixel count of each object, aligned with the ids.
+    rows, cols : ndarray of intp
+        Object indices (into the id arrays) of every overlapping pair.
+    intersections : ndarray of int64
+        Shared pixels of each pair, all > 0.
+    n_pixels : int
+        Number of pixels in each image.
+    """
+
+    truth_ids: NDArray[Any]
+    pred_ids: NDArray[Any]
+    truth_areas: NDArray[np.int64]
+    pred_areas: NDArray[np.int64]
+    rows: NDArray[np.intp]
+    cols: NDArray[np.intp]
+    intersections: NDArray[np.int64]
+    n_pixels: int
+
+    @property
+    def n_true(self) -> int:
+        """Number of objects in the truth."""
+        return len(self.truth_ids)
+
+    @property
+    def n_pred(self) -> int:
+        """Number of objects in the prediction."""
+        return len(self.pred_ids)
+
+    def pair_iou(self) -> NDArray[np.float64]:
+        """Intersection over union of every overlapping pair."""
+        union = self.truth_areas[self.rows] + self.pred_areas[self.cols] - self.intersections
+        return self.intersections / union
+
+    def pair_dice(self) -> NDArray[np.float64]:
+        """Dice coefficient of every overlapping pair."""
+        total = self.truth_areas[self.rows] + self.pred_areas[self.cols]
+        return 2.0 * self.intersections / total
+
+
+class _Index:
+    """Distinct non-zero ids of one image, their areas, and how to code pixels.
+
+    Codes are 1..n for the objects (in id order) and 0 for background.
+    """
+
+    def __init__(self, flat: NDArray[Any]) -> None:
+        if flat.dtype == np.uint64 and int(flat.max()) < 2**63:
+            flat = flat.astype(np.int64)  # bincount and fancy indexing want signed ids
+        self.flat = flat
+        max_id = int(flat.max())
+        self.codes: NDArray[np.intp] | None = None
+        if max_id <= _LUT_MAX_ID and max_id <= 4 * flat.size + 65536:
+            counts = np.bincount(flat, minlength=max_id + 1)
+            ids = np.flatnonzero(counts)
+            ids = ids[ids > 0]
+            self.max_id = max_id
+            self.ids: NDArray[Any] = ids.astype(flat.dtype)
+            self.areas: NDArray[np.int64] = counts[ids].astype(np.int64)
+        else:
+            values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+            codes = inverse.reshape(-1).astype(np.intp)
+            if values[0] == 0:
+                values, counts = values[1:], counts[1:]
+            else:
+                codes += 1
+            self.codes = codes
+            self.ids = values
+            self.areas = counts.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def coded(self, stride: int = 1) -> NDArray[Any]:
+        """Per-pixel ``code * stride``; int32 where it fits, else intp."""
+        n = len(self.ids)
+        wide = stride > 1 or n >= 2**31 - 1
+        if self.codes is not None:
+            return self.codes * stride if stride != 1 else self.codes
+        lut = np.zeros(self.max_id + 1, dtype=np.intp if wide else np.int32)
+        lut[self.ids] = np.arange(1, n + 1, dtype=lut.dtype) * stride
+        return lut[self.flat]
+
+
+def label_overlap(truth: ArrayLike, prediction: ArrayLike) -> LabelOverlap:
+    """Tabulate object areas and pairwise overlaps of two label images.
+
+    Parameters
+    ----------
+    truth, prediction : array_like of int
+        Label images of the same shape (any number of dimensions); 0 is
+        background, every other value one object. Ids need not be consecutive.
+
+    Returns
+    -------
+    LabelOverlap
+        Areas of every object and the intersection of every overlapping pair.
+
+    Raises
+    ------
+    ScorerError
+        If an input is not an integer array, has negative ids, is empty, or
+        the shapes differ.
+
+    Notes
+    -----
+    Both images are compacted to consecutive codes and a single bincount over
+    ``code_true * (n_pred + 1) + code_pred`` gives the contingency table, the
+    same table as StarDist's ``label_overlap`` [1]_ but without a Python or
+    JIT loop over pixels.
+
+    References
+    ----------
+    .. [1] U. Schmidt, M. Weigert, C. Broaddus, G. Myers, "Cell Detection with
+       Star-convex Polygons", MICCAI 2018. https://github.com/stardist/stardist
+    """
+    t = as_labels(truth, "truth")
+    p = as_labels(prediction, "prediction")
+    same_shape(t, p)
+    return _label_overlap(t, p)
+
+
+def _label_overlap(t: NDArray[Any], p: NDArray[Any]) -> LabelOverlap:
+    """:func:`label_overlap` for validated inputs."""
+    ti, pi = _Index(t.reshape(-1)), _Index(p.reshape(-1))
+    n_t, n_p = len(ti) + 1, len(pi) + 1
+    cells = n_t * n_p
+    if cells <= max(_DENSE_MIN_CELLS, t.size):
+        # Dense: pair code = t_code * n_p + p_code, one bincount over all pixels.
+        key = ti.coded(stride=n_p)
+        np.add(key, pi.coded(), out=key)
+        table = np.bincount(key, minlength=cells)
+        del key
+        nz = np.flatnonzero(table)
+        rows, cols = np.divmod(nz, n_p)
+        inner = (rows > 0) & (cols > 0)
+        inter = table[nz[inner]].astype(np.int64)
+        rows, cols = rows[inner] - 1, cols[inner] - 1
+    else:
+        # Sparse: too many id pairs for a table; sort the doubly-foreground codes.
+        tc, pc = ti.coded(), pi.coded()
+        both = (tc > 0) & (pc > 0)
+        key = tc[both].astype(np.int64) * n_p + pc[both]
+        del tc, pc, both
+        pairs, counts = np.unique(key, return_counts=True)
+        rows = (pairs // n_p - 1).astype(np.intp)
+        cols = (pairs % n_p - 1).astype(np.intp)
+        inter = counts.astype(np.int64)
+    return LabelOverlap(
+        truth_ids=ti.ids,
+        pred_ids=pi.ids,
+        truth_areas=ti.areas,
+        pred_areas=pi.areas,
+        rows=rows.astype(np.intp),
+        cols=cols.astype(np.intp),
+        intersections=inter,
+        n_pixels=int(t.size),
+    )
