@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,9 +126,9 @@ def test_write_split_without_labels_and_cli(tmp_path: Path) -> None:
     assert tifffile.imread(tmp_path / "inputs" / "final_000.tif").shape == (2, 64, 64)
 
 
-def run_solution(script: Path, inputs: Path, outputs: Path) -> None:
+def run_solution(python: str, script: Path, inputs: Path, outputs: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(script), str(inputs), str(outputs)],
+        [python, str(script), str(inputs), str(outputs)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -135,23 +136,43 @@ def run_solution(script: Path, inputs: Path, outputs: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def bookworm_python() -> str | None:
+    """The system Python if it has the challenge container's packages (Debian bookworm)."""
+    python = shutil.which("python3", path="/usr/bin")
+    if python is None:
+        return None
+    probe = subprocess.run(
+        [python, "-c", "import numpy, scipy, tifffile, skimage; print(skimage.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    return python if probe.returncode == 0 and probe.stdout.startswith("0.19.") else None
+
+
+SOLUTIONS = {
+    "baseline": TEMPLATE / "code" / "predict.py",
+    "better": TEMPLATE / "solutions" / "better" / "predict.py",
+}
+
+
 @pytest.fixture(scope="module")
-def scores(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
-    """Mean symmetric best Dice of each solution, and of a guess that ignores the image."""
+def predictions(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each solution run on the test split; checks that every output is valid."""
     out = tmp_path_factory.mktemp("predictions")
-    solutions = {
-        "baseline": TEMPLATE / "code" / "predict.py",
-        "better": TEMPLATE / "solutions" / "better" / "predict.py",
-    }
-    result = {}
-    for name, script in solutions.items():
-        run_solution(script, data / "inputs", out / name)
+    for name, script in SOLUTIONS.items():
+        run_solution(sys.executable, script, data / "inputs", out / name)
         for path in sorted((data / "inputs").glob("*.tif")):
             prediction = tifffile.imread(out / name / path.name)
             assert prediction.dtype == np.uint16
             assert prediction.shape == tifffile.imread(path).shape
             assert all(frame.max() > 0 for frame in prediction)
-        result[name] = mean_sbd(data / "labels", out / name)
+    return {name: out / name for name in SOLUTIONS}
+
+
+@pytest.fixture(scope="module")
+def scores(data: Path, predictions: dict[str, Path]) -> dict[str, float]:
+    """Mean symmetric best Dice of each solution, and of a guess that ignores the image."""
+    result = {name: mean_sbd(data / "labels", folder) for name, folder in predictions.items()}
     # Chance: the true labels of another item, i.e. plausible cells in the wrong places.
     labels = sorted((data / "labels").glob("*.tif"))
     chance = []
@@ -169,6 +190,21 @@ def test_baseline_beats_chance(scores: dict[str, float]) -> None:
 def test_better_solution_beats_baseline(scores: dict[str, float]) -> None:
     assert scores["better"] > scores["baseline"] + 0.2, scores
     assert scores["better"] > 0.75, scores
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_solutions_run_with_container_versions(
+    name: str, data: Path, predictions: dict[str, Path], tmp_path: Path
+) -> None:
+    """The scripts use only APIs of numpy 1.24 / scikit-image 0.19, as in the container."""
+    python = bookworm_python()
+    if python is None:
+        pytest.skip("no /usr/bin/python3 with python3-skimage 0.19 (apt install python3-skimage)")
+    run_solution(python, SOLUTIONS[name], data / "inputs", tmp_path)
+    for path in sorted(predictions[name].glob("*.tif")):
+        ours, theirs = tifffile.imread(path), tifffile.imread(tmp_path / path.name)
+        assert ours.shape == theirs.shape and theirs.dtype == np.uint16
+        assert min(symmetric_best_dice(a, b) for a, b in zip(ours, theirs, strict=True)) > 0.99
 
 
 def test_readme_renders() -> None:

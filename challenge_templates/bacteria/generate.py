@@ -40,6 +40,8 @@ DIVISION_LENGTH = (30.0, 3.0)
 #: Growth steps per doubling time, and growth steps between two frames.
 STEPS_PER_DOUBLING = 4
 STEPS_PER_FRAME = 2
+#: Cells stop growing once their total area is this fraction of the frame.
+MAX_COVERAGE = 0.6
 #: Mechanics iterations after each growth step.
 RELAX_ITERATIONS = 12
 #: Label fragments smaller than this (pixels) are dropped, e.g. slivers at the border.
@@ -71,8 +73,8 @@ class _Colony:
     def __init__(self, rng: np.random.Generator, sizes: Sizes) -> None:
         self.rng = rng
         colonies = max(1, round(sizes.cells / 6))
-        shape = np.array([sizes.height, sizes.width], dtype=float)
-        self.centre = rng.uniform(0.3, 0.7, size=(colonies, 2)) * shape
+        self.shape = np.array([sizes.height, sizes.width], dtype=float)
+        self.centre = rng.uniform(0.3, 0.7, size=(colonies, 2)) * self.shape
         self.angle = rng.uniform(0, np.pi, colonies)
         self.length = rng.uniform(15, 28, colonies)
         self.division = rng.normal(*DIVISION_LENGTH, colonies)
@@ -89,10 +91,17 @@ class _Colony:
         return np.maximum(self.length / 2 - RADIUS, 0.0)
 
     def step(self) -> None:
-        """Grow every cell by one step, divide the long ones, then relax overlaps."""
-        self.length *= np.exp(self.rate * np.log(2) / STEPS_PER_DOUBLING)
+        """Grow every cell by one step, divide the long ones, then relax overlaps.
+
+        A confluent field stops growing, as real colonies do when they run out
+        of room; it also keeps long time-lapses cheap.
+        """
+        area = np.pi * RADIUS**2 + 2 * RADIUS * (2 * self.half_segment())
+        if area.sum() < MAX_COVERAGE * self.shape.prod():
+            self.length *= np.exp(self.rate * np.log(2) / STEPS_PER_DOUBLING)
         self._divide()
         self._relax()
+        self._forget_outside()
 
     def _divide(self) -> None:
         mothers = np.flatnonzero(self.length >= self.division)
@@ -118,12 +127,21 @@ class _Colony:
         self.division = np.concatenate([self.division, rng.normal(*DIVISION_LENGTH, n)])
         self.rate = np.concatenate([self.rate, rng.normal(1.0, 0.15, n).clip(0.6, 1.4)])
 
+    def _forget_outside(self) -> None:
+        """Drop cells pushed far out of view: keeps long time-lapses from growing without bound."""
+        margin = self.length[:, None] + 2 * RADIUS
+        inside = ((self.centre > -margin) & (self.centre < self.shape + margin)).all(axis=1)
+        if inside.all():
+            return
+        for name in ("centre", "angle", "length", "division", "rate"):
+            setattr(self, name, getattr(self, name)[inside])
+
     def _relax(self) -> None:
         """Push overlapping rods apart (translation and rotation), bead model.
 
         Each rod is a chain of beads along its axis; overlapping beads of two
-        rods push each other apart. Only pairs whose bounding circles meet are
-        compared, so the cost grows with the number of contacts, not N².
+        rods push each other apart. Beads are compared only for pairs of rods
+        whose bounding circles meet.
         """
         n = len(self)
         if n < 2:

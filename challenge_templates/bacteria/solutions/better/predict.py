@@ -80,7 +80,8 @@ def main(input_dir, output_dir):
         sys.exit(f"no *.tif files in {input_dir}: is the input data there (datalad get)?")
     for path in paths:
         labels = segment_stack(tifffile.imread(path))
-        tifffile.imwrite(output_dir / path.name, labels)
+        # minisblack: a stack of grey frames, not an RGB image (matters when T is 3 or 4).
+        tifffile.imwrite(output_dir / path.name, labels, photometric="minisblack")
         print(f"{path.name}: {int(labels.max())} cells in the busiest frame")
 
 
