@@ -129,4 +129,6 @@ def align(truth: pd.Series, pred: pd.Series) -> tuple[NDArray[Any], NDArray[Any]
         if len(extra):
             parts.append(f"{len(extra)} unknown id(s) (first {extra[0]!r})")
         raise ItemError(f"{' and '.join(parts)}; predict exactly the ids of the truth")
-    return truth.to_numpy(), pred.loc[truth.index].to_numpy()
+    t, p = truth.to_numpy(), pred.loc[truth.index].to_numpy()
+    # pandas keeps text as Python objects; the scorers want a numpy string array
+    return (t.astype(str) if t.dtype == object else t), (p.astype(str) if p.dtype == object else p)

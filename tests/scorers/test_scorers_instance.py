@@ -273,3 +273,19 @@ def test_memory_stays_proportional():
     tracemalloc.stop()
     table = 8 * 1025 * 1025  # the dense (n_true + 1) x (n_pred + 1) int64 table
     assert peak < 16 * t.size + table  # codes and pair key: ~12 bytes per pixel
+
+
+def test_sparse_and_unique_paths_agree_with_dense(monkeypatch):
+    import scorers.overlap as overlap
+
+    rng = np.random.default_rng(5)
+    t = np.repeat(rng.permutation(1500) + 1, 4).astype(np.uint32)
+    p = np.roll(t, 1)
+    dense = scorers.score_instances(t, p)  # 1501^2 cells: the dense table
+    assert dense.matches[0].tp == 1500 and dense.sbd == pytest.approx(0.75)
+    monkeypatch.setattr(overlap, "_DENSE_MIN_CELLS", 0)
+    assert scorers.score_instances(t, p) == dense  # sparse pair sort
+    monkeypatch.setattr(overlap, "_LUT_MAX_ID", 0)
+    assert scorers.score_instances(t, p) == dense  # np.unique compaction
+    wide = p.astype(np.uint64) * np.uint64(10**12)
+    assert scorers.score_instances(t, wide) == dense
