@@ -1,0 +1,292 @@
+"""The ``jc`` command: a thin click layer over the library.
+
+Each command parses its arguments, calls one library function and renders
+what comes back; :class:`JcError` becomes a clean error message here, in one
+place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from jc_datalad import __version__
+from jc_datalad.errors import JcError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except JcError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=1, sort_keys=True, default=str))
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="jc")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """jc-datalad: data challenges as DataLad datasets, evaluated by sandboxed re-execution."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+# -- challenge ---------------------------------------------------------------
+
+@main.group(cls=_Group)
+def challenge() -> None:
+    """Create and check challenge datasets."""
+
+
+@challenge.command("new")
+@click.argument("template")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--id", "challenge_id", help="Challenge id (default: <template>-challenge).")
+@click.option("--title", help="Challenge title.")
+@click.option("--image", default="full", show_default=True,
+              help="Container image: a built-in recipe (full, minimal) or an image tarball.")
+@click.option("--items", type=int, help="Public items per split.")
+@click.option("--hidden-items", type=int, help="Hidden test items.")
+@click.option("--frames", type=int, help="Frames per time-lapse.")
+@click.option("--size", type=int, help="Image height and width in pixels.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Data generator seed.")
+def challenge_new(template, directory, challenge_id, title, image, items, hidden_items, frames, size, seed):
+    """Create a challenge from TEMPLATE in DIRECTORY: public and private datasets and runner.yaml."""
+    from jc_datalad.challenge import new_challenge
+
+    made = new_challenge(template, directory, challenge_id=challenge_id, title=title, image=image,
+                         items=items, hidden_items=hidden_items, frames=frames, size=size, seed=seed,
+                         progress=click.echo)
+    click.echo(f"public dataset:  {made.public}\nprivate dataset: {made.private}\n"
+               f"runner config:   {made.config}\nnext: jc team add NAME --repository URL --config {made.config}")
+
+
+@challenge.command("check")
+@click.argument("path", type=click.Path(exists=True, path_type=Path), default=".")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def challenge_check(path: Path, as_json: bool) -> None:
+    """Check a challenge.yaml (or the one in a dataset at PATH); report every problem at once."""
+    from jc_datalad.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        if as_json:
+            _echo_json({"ok": False, "problems": [vars(p) for p in exc.problems]})
+        else:
+            click.echo(str(exc), err=True)
+        sys.exit(1)
+    if as_json:
+        _echo_json({"ok": True, "spec": spec.as_dict()})
+    else:
+        click.echo(f"{path}: ok ({spec.id}: {spec.title}, type {spec.type.value})")
+
+
+# -- image -------------------------------------------------------------------
+
+@main.group(cls=_Group)
+def image() -> None:
+    """Build container images (root-filesystem tarballs from Debian packages)."""
+
+
+@image.command("build")
+@click.option("--recipe", default="full", show_default=True, help="Built-in recipe: full or minimal.")
+@click.option("--cache", type=click.Path(path_type=Path), help="Cache folder for built images.")
+def image_build(recipe: str, cache: Path | None) -> None:
+    """Build an image (cached by the recipe's content hash) and print its path."""
+    from jc_datalad import image as images
+    from jc_datalad.config import default_cache_dir
+
+    if recipe not in images.RECIPES:
+        raise JcError(f"unknown recipe {recipe!r}; known: {', '.join(images.RECIPES)}")
+    path = images.build_image(images.RECIPES[recipe], cache_dir=cache or default_cache_dir() / "images",
+                              progress=lambda m: click.echo(m, err=True))
+    click.echo(str(path))
+
+
+# -- team --------------------------------------------------------------------
+
+@main.group(cls=_Group)
+def team() -> None:
+    """Register teams and their submission repositories."""
+
+
+def _private_of(config: Path) -> Path:
+    from jc_datalad.config import load_config
+
+    return load_config(config).private
+
+
+@team.command("add")
+@click.argument("name")
+@click.option("--repository", required=True, help="The team's own submission repository (URL or path).")
+@click.option("--member", "members", multiple=True, help="A member (repeat for several).")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+              show_default=True, help="Runner config naming the private dataset.")
+def team_add(name: str, repository: str, members: tuple[str, ...], config: Path) -> None:
+    """Register team NAME with its submission repository (saved in the private dataset)."""
+    from jc_datalad.teams import add_team
+
+    path = add_team(_private_of(config), name, repository, members)
+    click.echo(f"team {name} registered in {path}")
+
+
+@team.command("list")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+              show_default=True, help="Runner config naming the private dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def team_list(config: Path, as_json: bool) -> None:
+    """List registered teams."""
+    from jc_datalad.config import load_teams
+
+    teams = load_teams(_private_of(config))
+    if as_json:
+        _echo_json({n: vars(t) for n, t in teams.items()})
+        return
+    for t in teams.values():
+        click.echo(f"{t.name}\t{t.repository}")
+
+
+# -- runner ------------------------------------------------------------------
+
+@main.group(cls=_Group)
+def runner() -> None:
+    """Evaluate submissions: discover, admit, inspect, re-execute, score, record."""
+
+
+@runner.command("run")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+              show_default=True, help="Runner configuration file.")
+@click.option("--once", is_flag=True, help="One pass, then exit (the only mode for now).")
+@click.option("--workers", type=int, help="Evaluations run at the same time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pass report as JSON.")
+def runner_run(config: Path, once: bool, workers: int | None, as_json: bool) -> None:
+    """Run a pass over every team repository and record new evaluations."""
+    from jc_datalad.config import load_config
+    from jc_datalad.runner import run_once
+
+    if not once:
+        raise JcError("only --once is supported: schedule `jc runner run --once` with cron or a loop")
+    report = run_once(load_config(config), workers=workers,
+                      progress=None if as_json else click.echo)
+    if as_json:
+        _echo_json(report.as_dict())
+        return
+    click.echo(f"pass done in {report.wall_s:.2f} s: {len(report.evaluations)} new evaluation(s)")
+
+
+@runner.command("evaluate")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--team", "team_name", required=True)
+@click.option("--commit", required=True)
+@click.option("--phase", required=True)
+@click.option("--split", required=True)
+@click.option("--output", type=click.Path(path_type=Path), required=True)
+def runner_evaluate(config: Path, team_name: str, commit: str, phase: str, split: str, output: Path) -> None:
+    """Evaluate one submission into OUTPUT (what the ledger's run records re-execute)."""
+    from jc_datalad.config import load_config
+    from jc_datalad.runner import evaluate_into
+
+    ev = evaluate_into(load_config(config), team_name, commit, phase, split, output)
+    click.echo(f"{ev.id}: {ev.status.value}" + (f": {ev.reason}" if ev.reason else ""))
+
+
+@runner.command("reproduce")
+@click.argument("evaluation_id")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+              show_default=True)
+def runner_reproduce(evaluation_id: str, config: Path) -> None:
+    """Re-execute a stored evaluation with `datalad rerun` and compare its metrics."""
+    from jc_datalad.config import load_config
+    from jc_datalad.runner import reproduce
+
+    before, after = reproduce(load_config(config), evaluation_id)
+    same = before.metrics == after.metrics and before.status == after.status
+    click.echo(f"{evaluation_id}: {after.status.value}; metrics {'identical' if same else 'DIFFER'}")
+    if not same:
+        click.echo(f"before: {before.metrics}\nafter:  {after.metrics}")
+        sys.exit(1)
+
+
+# -- submit ------------------------------------------------------------------
+
+@main.group(cls=_Group)
+def submit() -> None:
+    """Participant self-checks."""
+
+
+@submit.command("check")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path), default=".")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def submit_check(dataset: Path, as_json: bool) -> None:
+    """Run the runner's inspection and validation on your dataset; say what it would refuse."""
+    from jc_datalad.submit import check_submission
+
+    result = check_submission(dataset)
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        for w in result.warnings:
+            click.echo(f"warning: {w}")
+        for step in result.steps:
+            click.echo(f"recorded step (commit {step.commit[:12]}): {step.inner}")
+        if result.ok:
+            click.echo("ok: the runner would accept this submission and re-execute the steps above")
+        for p in result.problems:
+            click.echo(f"refused: {p}", err=True)
+    sys.exit(0 if result.ok else 1)
+
+
+# -- site --------------------------------------------------------------------
+
+@main.group(cls=_Group)
+def site() -> None:
+    """Build the static leaderboard site."""
+
+
+@site.command("build")
+@click.argument("results", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Site folder.")
+@click.option("--strict", is_flag=True, help="Fail on any bad record instead of reporting it.")
+def site_build(results: Path, output: Path, strict: bool) -> None:
+    """Build the site from the RESULTS ledger."""
+    from site_generator import build_site
+
+    report = build_site(results, output, strict=strict)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    click.echo(f"{len(report.pages)} pages written; open {output.resolve() / 'index.html'}")
+
+
+# -- demo --------------------------------------------------------------------
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path), default="demo")
+@click.option("--image", default="full", show_default=True, help="Image recipe or tarball.")
+def demo(directory: Path, image: str) -> None:
+    """Play everything: a challenge, three teams (one cheating), a runner pass, the site."""
+    from jc_datalad.demo import run_demo
+
+    index = run_demo(directory, image=image, progress=click.echo)
+    click.echo(f"\nThe leaderboard site is ready: {index}")
+
+
+def _add_score() -> None:
+    from scorers.cli import score
+
+    main.add_command(score)
+
+
+_add_score()
+
+
+if __name__ == "__main__":
+    main()

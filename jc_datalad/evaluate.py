@@ -1,0 +1,504 @@
+"""One evaluation: a submission head re-executed on hidden data and scored.
+
+:func:`prepare` gathers what the organizer pins for a whole pass (challenge
+commit, image, hidden data) once; :func:`evaluate` then takes one submission
+through clone, inspection, provenance, sandboxed re-execution, collection and
+scoring, and returns an :class:`~jc_datalad.records.Evaluation` whatever
+happens to it: a broken submission is a record, never an exception.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import scorers
+from jc_datalad import __version__, launcher, sandbox
+from jc_datalad.config import RunnerConfig, Team, default_cache_dir
+from jc_datalad.errors import JcError
+from jc_datalad.gitutil import annex_key_of_link, env_with_annex_on_path, git, git_out
+from jc_datalad.inspection import commits_between, inspect_submission, merge_base
+from jc_datalad.provenance import ProvenanceError, RecordedStep, call_prefix_pattern, expand_command, iter_steps
+from jc_datalad.records import Evaluation, Status, evaluation_id, utcnow
+from jc_datalad.spec import ChallengeSpec, load_spec
+
+lgr = logging.getLogger(__name__)
+
+LOG_LIMIT = 2**20
+
+
+class Refusal(JcError):
+    """The submission breaks a rule; nothing of it runs. The message is the reason shown to everyone."""
+
+
+@dataclass(frozen=True)
+class Hidden:
+    split: str
+    inputs: Path  # staged copy: regular files, readable by the sandbox user
+    labels: Path
+    inputs_id: str
+    inputs_commit: str
+    labels_id: str
+    labels_commit: str
+    items: tuple[str, ...]
+    public_items: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the organizer pins for a whole runner pass."""
+
+    config: RunnerConfig
+    spec: ChallengeSpec
+    challenge_commit: str
+    image_path: str
+    image_key: str
+    rootfs: Path
+    cmdexec: str
+    hidden: dict[str, Hidden] = field(default_factory=dict)
+
+    @property
+    def prefix(self):
+        return call_prefix_pattern(self.cmdexec, self.image_path)
+
+
+def public_part(items: list[str] | tuple[str, ...], fraction: float, seed: int) -> frozenset[str]:
+    """Kaggle-style public part of the hidden items: decided per item from a seeded hash.
+
+    Adding items never moves an existing item between parts. At least one item is public
+    and, with two or more items, at least one is private.
+    """
+    def u(name: str) -> float:
+        digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    ranked = sorted(items, key=u)
+    public = {name for name in items if u(name) < fraction}
+    if not public and ranked:
+        public = {ranked[0]}
+    if len(items) >= 2 and len(public) == len(items):
+        public.discard(ranked[-1])
+    return frozenset(public)
+
+
+def _dataset_identity(path: Path) -> tuple[str, str]:
+    dsid = git(["config", "-f", str(path / ".datalad" / "config"), "datalad.dataset.id"], check=False)
+    return dsid.stdout.strip(), git_out(["rev-parse", "HEAD"], path)
+
+
+def _sandbox_readable(path: Path) -> None:
+    """Make a staged tree readable by the sandbox user, and check it can reach it."""
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    if os.geteuid() == 0:
+        for parent in path.parents:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                raise JcError(
+                    f"{parent}: not reachable by the sandbox user (uid {sandbox.SANDBOX_UID}); "
+                    f"put the runner's work folder elsewhere or `chmod o+x {parent}`"
+                )
+
+
+def stage_hidden(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Hidden:
+    """Copy the hidden inputs of ``split`` once per version into the work folder."""
+    base = config.private / "hidden" / split
+    inputs, labels = base / "inputs", base / "labels"
+    for path in (inputs, labels):
+        if not path.is_dir():
+            raise JcError(f"{path}: hidden split {split!r} is missing in the private dataset")
+    inputs_id, inputs_commit = _dataset_identity(inputs)
+    labels_id, labels_commit = _dataset_identity(labels)
+    staged = config.work / "hidden" / f"{split}-{inputs_commit[:12]}"
+    if not staged.is_dir():
+        tmp = staged.with_name(staged.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(inputs, tmp, symlinks=False, ignore=shutil.ignore_patterns(".git", ".datalad",
+                                                                                   ".gitattributes"))
+        _sandbox_readable(tmp)
+        os.replace(tmp, staged)
+    _sandbox_readable(staged)
+    items = tuple(sorted(p.name for p in labels.iterdir() if not p.name.startswith(".")))
+    lb = spec.leaderboard
+    return Hidden(split, staged, labels, inputs_id, inputs_commit, labels_id, labels_commit, items,
+                  public_part(items, lb.public_fraction, lb.seed))
+
+
+def prepare(config: RunnerConfig, splits: list[str]) -> Context:
+    """Everything pinned by the organizer for a pass: never read from a submission."""
+    spec = load_spec(config.challenge)
+    name = spec.container
+    image_rel = f".datalad/environments/{name}/image"
+    image = config.challenge / image_rel
+    if not os.path.lexists(image):
+        raise JcError(f"{image}: the challenge has no image for container {name!r}")
+    key = annex_key_of_link(os.readlink(image)) if image.is_symlink() else _sha256(image)
+    cmdexec = git_out(["config", "-f", str(config.challenge / ".datalad" / "config"),
+                       f"datalad.containers.{name}.cmdexec"], check=False)
+    if not cmdexec:
+        raise JcError(f"{config.challenge}: container {name!r} has no call format; re-run `jc challenge new`")
+    cache = config.cache or default_cache_dir()
+    rootfs = launcher.rootfs_for(image, cache_root=cache / "rootfs")
+    config.work.mkdir(parents=True, exist_ok=True)
+    ctx = Context(config, spec, git_out(["rev-parse", "HEAD"], config.challenge), image_rel, key, rootfs,
+                  cmdexec)
+    for split in splits:
+        ctx.hidden[split] = stage_hidden(config, spec, split)
+    return ctx
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(2**20), b""):
+            h.update(chunk)
+    return "SHA256-" + h.hexdigest()
+
+
+class _Stages:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+@dataclass
+class _Job:
+    ctx: Context
+    team: Team
+    commit: str
+    phase: str
+    split: str
+    workdir: Path
+    out: Path
+    stages: _Stages = field(default_factory=_Stages)
+    steps: list[dict] = field(default_factory=list)
+    recorded: list[RecordedStep] = field(default_factory=list)
+
+    @property
+    def clone(self) -> Path:
+        return self.workdir / "clone"
+
+
+def evaluate(
+    ctx: Context,
+    team: Team,
+    commit: str,
+    *,
+    phase: str,
+    split: str,
+    out: Path,
+    submission: dict | None = None,
+    reproduce: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Evaluation:
+    """Evaluate ``team``'s ``commit`` into the folder ``out``; always returns a record."""
+    eid = evaluation_id(team.name, commit, phase)
+    workdir = ctx.config.work / "eval" / eid
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    job = _Job(ctx, team, commit, phase, split, workdir, out)
+    started = utcnow()
+    status, reason = Status.EVALUATED, None
+    metrics: dict = {}
+    public: dict = {}
+    private: dict = {}
+    items: list[dict] = []
+    try:
+        _fetch(job)
+        _check(job)
+        status, reason = _execute(job)
+        if status is Status.EVALUATED:
+            metrics, public, private, items, reason = _score(job)
+            if reason:
+                status = Status.FAILED
+    except (Refusal, ProvenanceError) as exc:
+        status, reason = Status.REFUSED, str(exc)
+    except JcError as exc:
+        status, reason = Status.ERROR, str(exc)
+    except Exception as exc:  # the two-channel rule: one broken submission is a record, not a crash
+        lgr.exception("evaluation %s failed", eid)
+        status = Status.ERROR
+        reason = f"internal error: {type(exc).__name__}: {exc} ({traceback.extract_tb(exc.__traceback__)[-1].name})"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    hidden = ctx.hidden.get(split)
+    return Evaluation(
+        id=eid,
+        challenge={**ctx.spec.summary(), "commit": ctx.challenge_commit},
+        team=team.name,
+        submission={"repository": team.repository, "commit": commit, **(submission or {}),
+                    "steps": [s.as_dict() for s in job.recorded]},
+        phase=phase,
+        split=split,
+        status=status,
+        reason=reason,
+        hidden={
+            "inputs": {"dataset_id": hidden.inputs_id, "commit": hidden.inputs_commit} if hidden else {},
+            "labels": {"dataset_id": hidden.labels_id, "commit": hidden.labels_commit} if hidden else {},
+            "public_items": sorted(hidden.public_items) if hidden else [],
+        },
+        image={"name": ctx.spec.container, "key": ctx.image_key, "path": ctx.image_path},
+        scorer={"name": ctx.spec.metrics.scorer, "version": scorers.__version__},
+        runner={"version": __version__, "backend": "local", "sandbox": "bubblewrap"},
+        metrics=metrics,
+        public=public,
+        private=private,
+        items=items,
+        steps=job.steps,
+        stages=job.stages.times,
+        started=started,
+        finished=utcnow(),
+        reproduce=reproduce or [],
+    )
+
+
+def _fetch(job: _Job) -> None:
+    """Clone without checkout; the challenge's history comes from the organizer, not the team."""
+    protocols = job.ctx.config.protocols
+    with job.stages("clone"):
+        git(["clone", "--quiet", "--no-checkout", "--no-tags", "--no-recurse-submodules",
+             job.team.repository, str(job.clone)], protocols=protocols, timeout=600)
+        if git(["cat-file", "-e", f"{job.commit}^{{commit}}"], job.clone, check=False).returncode:
+            raise Refusal(f"commit {job.commit[:12]} is no longer in the team repository")
+        git(["fetch", "--quiet", "--no-tags", str(job.ctx.config.challenge), "+HEAD:refs/jc/challenge"],
+            job.clone, protocols=("file",))
+
+
+def _check(job: _Job) -> None:
+    ctx, spec = job.ctx, job.ctx.spec
+    with job.stages("inspect"):
+        base = merge_base(job.clone, job.commit, "refs/jc/challenge")
+        if base is None:
+            raise Refusal("the submission does not build on the challenge's history; clone the challenge "
+                          "and commit on top of it")
+        inspection = inspect_submission(job.clone, base, job.commit, spec)
+        if not inspection.ok:
+            raise Refusal("; ".join(inspection.problems))
+    with job.stages("provenance"):
+        commits = commits_between(job.clone, base, job.commit)
+        runinfo = {link.path: link for link in inspection.annexed if link.path.startswith(".datalad/runinfo/")}
+
+        def sidecar_of(commit: str, record_id: str) -> bytes:
+            path = f".datalad/runinfo/{record_id}"
+            if path in runinfo:
+                _annex_get(job, keys=[runinfo[path].key])
+                location = git_out(["annex", "contentlocation", runinfo[path].key], job.clone,
+                                   check=False)
+                if not location:
+                    raise Refusal(f"{path}: run record content is not in the team repository; "
+                                  "push it with `datalad push --to <team> --data anything`")
+                return (job.clone / location).read_bytes()
+            proc = git(["cat-file", "blob", f"{commit}:{path}"], job.clone, binary=True, check=False)
+            if proc.returncode:
+                raise Refusal(f"{path}: the sidecar run record named in commit {commit[:12]} is missing")
+            return proc.stdout
+
+        job.recorded = recorded_steps(job.clone, commits, spec, ctx.prefix, ctx.image_path, sidecar_of)
+    with job.stages("checkout"):
+        git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", job.commit], job.clone)
+        outputs = {o for step in job.recorded for o in step.outputs}
+        needed = [link for link in inspection.annexed
+                  if not link.path.startswith(".datalad/")
+                  and not any(link.path == o or link.path.startswith(o + "/") for o in outputs)]
+        if needed:
+            _annex_get(job, paths=[link.path for link in needed])
+            missing = [link.path for link in needed if not (job.clone / link.path).exists()]
+            if missing:
+                raise Refusal(f"{', '.join(missing[:5])}: content not in the team repository; push it with "
+                              "`datalad push --to <team> --data anything`")
+
+
+def recorded_steps(
+    repo: Path,
+    commits: list[str],
+    spec: ChallengeSpec,
+    prefix,
+    image_path: str,
+    sidecar_of: Callable[[str, str], bytes],
+) -> list[RecordedStep]:
+    """The checked run records of ``commits``, or :class:`Refusal` saying what is wrong."""
+    def message_of(commit: str) -> str:
+        return git_out(["log", "-1", "--format=%B", commit], repo)
+
+    steps = iter_steps(commits, message_of, sidecar_of, prefix=prefix, image=image_path,
+                       denied=spec.denied_paths, input_root=spec.interface.inputs)
+    if not steps:
+        raise Refusal(
+            "no `datalad containers-run` record between the challenge and the submission head: record "
+            f'your prediction with `datalad containers-run -n {spec.container} --input '
+            f'{spec.interface.inputs} --output {spec.interface.outputs} "..."`'
+        )
+    produced = {o for step in steps for o in step.outputs}
+    if spec.interface.outputs not in produced:
+        raise Refusal(f"no recorded step writes the interface output {spec.interface.outputs!r}; "
+                      f"use --output {spec.interface.outputs}")
+    inputs_top = PurePosixPath(spec.interface.inputs).parts[0]
+    for step in steps:
+        for path in step.inputs:
+            under_interface = path == spec.interface.inputs or path.startswith(spec.interface.inputs + "/")
+            if PurePosixPath(path).parts[0] == inputs_top and not under_interface:
+                raise Refusal(f"step input {path!r} is not available at re-execution; only "
+                              f"{spec.interface.inputs} is replaced by hidden data")
+    return steps
+
+
+def _annex_get(job: _Job, *, paths: list[str] | None = None, keys: list[str] | None = None) -> None:
+    env = env_with_annex_on_path()
+    if not (job.clone / ".git" / "annex").is_dir():
+        # --no-autoenable: a participant's special remotes are never enabled
+        git(["annex", "init", "--quiet", "--no-autoenable", "jc-runner"], job.clone)
+    import subprocess
+
+    base = ["git", "annex", "get", "--quiet", "--from", "origin"]
+    calls = [base + ["--", *paths]] if paths else []
+    calls += [base + ["--key", key] for key in keys or []]
+    for cmd in calls:
+        subprocess.run(cmd, cwd=job.clone, env={**env, "GIT_ALLOW_PROTOCOL": ":".join(job.ctx.config.protocols)},
+                       capture_output=True, timeout=1800)
+
+
+def _execute(job: _Job) -> tuple[Status, str | None]:
+    ctx, spec = job.ctx, job.ctx.spec
+    hidden = ctx.hidden[job.split]
+    limits = sandbox.Limits(
+        time_s=spec.resources.time_s, memory_bytes=spec.resources.memory_bytes,
+        file_bytes=spec.resources.output_bytes, processes=spec.resources.processes,
+        cpus=spec.resources.cpus,
+    )
+    root = sandbox.SANDBOX_ROOT
+    outputs_root = job.workdir / "outputs"
+    with job.stages("execute"):
+        binds = [sandbox.Bind(job.clone, root)]
+        sandbox.prepare_mountpoint(job.clone, spec.interface.inputs)
+        binds.append(sandbox.Bind(hidden.inputs, f"{root}/{spec.interface.inputs}"))
+        bound: dict[str, Path] = {}
+        for step in job.recorded:
+            for out in step.outputs:
+                if out in bound:
+                    continue
+                host = outputs_root / out
+                host.mkdir(parents=True, exist_ok=True)
+                if os.geteuid() == 0:
+                    os.chown(host, sandbox.SANDBOX_UID, sandbox.SANDBOX_UID)
+                sandbox.prepare_mountpoint(job.clone, out)
+                binds.append(sandbox.Bind(host, f"{root}/{out}", writable=True))
+                bound[out] = host
+        for number, step in enumerate(job.recorded, 1):
+            inputs = _expand_inputs(step.inputs, job.clone, hidden.inputs, spec.interface.inputs)
+            command = expand_command(step.inner, inputs, step.outputs)
+            result = sandbox.run(
+                ctx.rootfs, ["/bin/sh", "-c", command], binds=binds, workdir=root, limits=limits,
+                log_dir=job.out / "logs", name=f"step-{number}",
+            )
+            _truncate_logs(job.out / "logs", number)
+            job.steps.append({"number": number, "command": command, **result.as_dict()})
+            if result.status is not sandbox.StepStatus.OK:
+                return Status.FAILED, _failure_reason(number, command, result, limits)
+    with job.stages("collect"):
+        collect_outputs(bound[spec.interface.outputs], job.out / "predictions", limits.file_bytes)
+    return Status.EVALUATED, None
+
+
+def _failure_reason(number: int, command: str, result: sandbox.StepResult, limits: sandbox.Limits) -> str:
+    last = next((line for line in reversed(result.stderr_tail.strip().splitlines()) if line.strip()), "")
+    if result.status is sandbox.StepStatus.TIMEOUT:
+        return f"step {number} ({command}) exceeded the time limit of {limits.time_s:g} s and was killed"
+    if result.status is sandbox.StepStatus.MEMORY:
+        return f"step {number} ({command}) ran out of memory (limit {limits.memory_bytes / 2**30:.1f} GiB): {last}"
+    return f"step {number} ({command}) exited with code {result.exit_code}: {last}"
+
+
+def _truncate_logs(log_dir: Path, number: int) -> None:
+    for suffix in ("stdout", "stderr"):
+        path = log_dir / f"step-{number}.{suffix}"
+        if path.exists() and path.stat().st_size > LOG_LIMIT:
+            with open(path, "rb") as fh:
+                fh.seek(-LOG_LIMIT, os.SEEK_END)
+                tail = fh.read()
+            path.write_bytes(b"[... truncated ...]\n" + tail)
+
+
+def _expand_inputs(inputs: tuple[str, ...], clone: Path, hidden: Path, interface: str) -> list[str]:
+    """Expand globs in recorded inputs against what the sandbox will see."""
+    out: list[str] = []
+    for path in inputs:
+        if not glob.has_magic(path):
+            out.append(path)
+            continue
+        if path.startswith(interface + "/"):
+            base, rel, prefix = hidden, path[len(interface) + 1:], interface + "/"
+        else:
+            base, rel, prefix = clone, path, ""
+        matches = sorted(glob.glob(rel, root_dir=base))
+        out.extend(prefix + m for m in matches)
+    return out
+
+
+def collect_outputs(source: Path, dest: Path, limit_bytes: int) -> list[str]:
+    """Copy the command's outputs back as regular files only; refuse links and special files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    copied = []
+    for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
+        rel_dir = Path(dirpath).relative_to(source)
+        for name in list(dirnames):
+            if os.path.islink(os.path.join(dirpath, name)):
+                raise Refusal(f"outputs: {rel_dir / name} is a symlink; write regular files only")
+            (dest / rel_dir / name).mkdir(exist_ok=True)
+        for name in filenames:
+            rel = rel_dir / name
+            src = os.path.join(dirpath, name)
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                raise Refusal(f"outputs: {rel} is a symlink to {os.readlink(src)!r}; write regular files only")
+            if not stat.S_ISREG(st.st_mode):
+                raise Refusal(f"outputs: {rel} is not a regular file")
+            total += st.st_size
+            if total > limit_bytes:
+                raise Refusal(f"outputs exceed the {limit_bytes}-byte output limit")
+            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as fin, open(dest / rel, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            copied.append(str(rel))
+    return copied
+
+
+def _score(job: _Job) -> tuple[dict, dict, dict, list[dict], str | None]:
+    ctx = job.ctx
+    hidden = ctx.hidden[job.split]
+    predictions = job.out / "predictions"
+    name = ctx.spec.metrics.scorer
+    with job.stages("score"):
+        whole = scorers.score_folder(predictions, hidden.labels, scorer=name, items=hidden.items)
+        if not whole.ok:
+            return {}, {}, {}, [], "invalid predictions: " + "; ".join(whole.errors[:5])
+        public = scorers.score_folder(predictions, hidden.labels, scorer=name, items=sorted(hidden.public_items))
+        private_items = sorted(set(hidden.items) - hidden.public_items)
+        private = (scorers.score_folder(predictions, hidden.labels, scorer=name, items=private_items).metrics
+                   if private_items else {})
+    items = [
+        {"name": item.name, "part": "public" if item.name in hidden.public_items else "private",
+         "metrics": item.metrics, "error": item.error}
+        for item in whole.items
+    ]
+    return whole.metrics, public.metrics, private, items, None

@@ -1,0 +1,160 @@
+"""The results dataset: the ledger every leaderboard is built from.
+
+Layout: ``evaluations/<id>/record.json`` plus ``logs/`` and ``predictions/``
+next to it. Each evaluation is one commit whose message is a DataLad run
+record, so ``datalad rerun`` (or ``jc runner reproduce ID``) redoes it.
+
+Crash safety: an evaluation is assembled in ``.incoming/<id>`` (ignored by
+git), renamed into ``evaluations/<id>`` when complete, then saved. A pass
+that finds a complete but unsaved evaluation saves it; half-written incoming
+folders are removed. So a kill at any point loses nothing that was finished
+and never doubles a record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from jc_datalad.errors import JcError
+from jc_datalad.gitutil import git, git_out
+from jc_datalad.records import Evaluation
+
+lgr = logging.getLogger(__name__)
+
+EVALUATIONS = "evaluations"
+INCOMING = ".incoming"
+RECORD = "record.json"
+
+
+def create_results(path: Path) -> None:
+    """Create the results dataset if it does not exist."""
+    import datalad.api as dl
+
+    if (path / ".datalad" / "config").exists():
+        return
+    dl.create(path=str(path), cfg_proc=["text2git"], result_renderer="disabled")
+    (path / ".gitignore").write_text(f"/{INCOMING}/\n")
+    (path / "README.md").write_text(
+        "# Results ledger\n\nOne folder per evaluation under `evaluations/`, each saved with a "
+        "DataLad run record. Build the leaderboard site with `jc site build`.\n"
+    )
+    dl.save(dataset=str(path), message="Set up the results ledger", result_renderer="disabled")
+
+
+def incoming_dir(results: Path, eval_id: str) -> Path:
+    path = results / INCOMING / eval_id
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def record_path(results: Path, eval_id: str) -> Path:
+    return results / EVALUATIONS / eval_id / RECORD
+
+
+def committed_ids(results: Path) -> set[str]:
+    """Evaluation ids whose record is committed."""
+    out = git_out(["ls-tree", "-d", "--name-only", "HEAD", f"{EVALUATIONS}/"], results, check=False)
+    return {line.split("/", 1)[1] for line in out.splitlines() if "/" in line}
+
+
+def dataset_id(path: Path) -> str:
+    proc = git(["config", "-f", str(path / ".datalad" / "config"), "datalad.dataset.id"], check=False)
+    return proc.stdout.strip()
+
+
+def run_record_message(results: Path, evaluation: Evaluation, cmd: list[str]) -> str:
+    """A commit message holding a DataLad run record that redoes ``evaluation``."""
+    import shlex
+
+    record = {
+        "chain": [],
+        "cmd": " ".join(shlex.quote(c) for c in cmd),
+        "dsid": dataset_id(results),
+        "exit": 0,
+        "extra_inputs": [],
+        "inputs": [],
+        "outputs": [f"{EVALUATIONS}/{evaluation.id}"],
+        "pwd": ".",
+    }
+    body = json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False)
+    title = f"[DATALAD RUNCMD] Evaluate {evaluation.team} {evaluation.submission['commit'][:12]} " \
+            f"({evaluation.phase}): {evaluation.status.value}"
+    return f"{title}\n\n=== Do not change lines below ===\n{body}\n^^^ Do not change lines above ^^^\n"
+
+
+def write_record(folder: Path, evaluation: Evaluation) -> None:
+    tmp = folder / (RECORD + ".tmp")
+    tmp.write_text(evaluation.to_json(), encoding="utf-8")
+    os.replace(tmp, folder / RECORD)
+
+
+def commit(results: Path, incoming: Path, evaluation: Evaluation, cmd: list[str]) -> None:
+    """Move a finished evaluation into place and save it with its run record."""
+    import datalad.api as dl
+
+    final = results / EVALUATIONS / evaluation.id
+    final.parent.mkdir(exist_ok=True)
+    if final.exists():
+        # left by a crash between rename and save: the new one replaces it
+        shutil.rmtree(final)
+    os.replace(incoming, final)
+    message = run_record_message(results, evaluation, cmd)
+    _save(dl, results, [final], message)
+
+
+def _save(dl, results: Path, paths: list[Path], message: str) -> None:
+    res = dl.save(
+        dataset=str(results),
+        path=[str(p) for p in paths],
+        message=message,
+        result_renderer="disabled",
+        on_failure="ignore",
+        return_type="list",
+    )
+    failed = [r for r in res if r.get("status") not in ("ok", "notneeded")]
+    if failed:
+        raise JcError(f"{results}: saving failed: {failed[0].get('message')}")
+
+
+def recover(results: Path) -> list[str]:
+    """Save complete evaluations a crash left unsaved; drop half-assembled ones. Returns saved ids."""
+    import datalad.api as dl
+
+    shutil.rmtree(results / INCOMING, ignore_errors=True)
+    evaluations = results / EVALUATIONS
+    if not evaluations.is_dir():
+        return []
+    committed = committed_ids(results)
+    saved = []
+    for folder in sorted(evaluations.iterdir()):
+        if folder.name in committed:
+            continue
+        record = folder / RECORD
+        if not record.is_file():
+            shutil.rmtree(folder)
+            continue
+        evaluation = Evaluation.from_dict(json.loads(record.read_text()))
+        cmd = evaluation.reproduce[-1].split() if evaluation.reproduce else ["true"]
+        _save(dl, results, [folder], run_record_message(results, evaluation, cmd))
+        saved.append(folder.name)
+    return saved
+
+
+def iter_records(results: Path) -> Iterator[tuple[Path, Evaluation | Exception]]:
+    """Every record in the ledger, or the error reading it (one bad record never stops a reader)."""
+    evaluations = results / EVALUATIONS
+    if not evaluations.is_dir():
+        return
+    for folder in sorted(evaluations.iterdir()):
+        path = folder / RECORD
+        try:
+            yield path, Evaluation.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            yield path, exc

@@ -1,0 +1,74 @@
+"""What a participant does, with nothing but ``datalad`` and ``git`` commands.
+
+The demo, the benchmark and the tests use these functions to play
+participants. Every step is a plain command line (the same ones that
+``docs/participants.md`` shows); no jc-datalad code touches the participant's
+dataset.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from jc_datalad.errors import JcError
+from jc_datalad.gitutil import env_with_annex_on_path
+
+
+def sh(args: Sequence[str], cwd: Path | None = None) -> str:
+    proc = subprocess.run(list(args), cwd=cwd, env=env_with_annex_on_path(), capture_output=True, text=True)
+    if proc.returncode:
+        raise JcError(f"`{' '.join(args)}` failed in {cwd}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
+    return proc.stdout
+
+
+def make_team_repository(path: Path) -> Path:
+    """A bare git repository with git-annex initialised: one per team."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sh(["git", "init", "--quiet", "--bare", str(path)])
+    sh(["git", "annex", "init", "--quiet", "team repository"], cwd=path)
+    return path
+
+
+def clone_challenge(url: str | Path, path: Path, inputs: str = "inputs/test") -> Path:
+    sh(["datalad", "clone", str(url), str(path)])
+    sh(["datalad", "get", "--recursive", inputs], cwd=path)
+    return path
+
+
+def record_prediction(
+    clone: Path,
+    *,
+    container: str = "jc-env",
+    inputs: str = "inputs/test",
+    outputs: str = "predictions",
+    command: str = "python code/predict.py {inputs} {outputs}",
+    files: Mapping[str, str | Path] | None = None,
+    message: str = "My solution",
+) -> None:
+    """Change the code, save it, and record the prediction run with ``datalad containers-run``."""
+    for rel, content in (files or {}).items():
+        target = clone / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, target)
+        else:
+            target.write_text(content)
+    if files:
+        sh(["datalad", "save", "-m", message], cwd=clone)
+    sh(["datalad", "containers-run", "-n", container, "--input", inputs, "--output", outputs, command],
+       cwd=clone)
+
+
+def push_submission(clone: Path, team_repository: Path | str, branch: str) -> str:
+    """Push the current head as ``branch`` to the team's repository; return the commit."""
+    remotes = sh(["git", "remote"], cwd=clone).split()
+    if "team" not in remotes:
+        sh(["datalad", "siblings", "add", "-s", "team", "--url", str(team_repository)], cwd=clone)
+    current = sh(["git", "branch", "--show-current"], cwd=clone).strip()
+    if current != branch:
+        sh(["git", "checkout", "-q", "-B", branch], cwd=clone)
+    sh(["datalad", "push", "--to", "team"], cwd=clone)
+    return sh(["git", "rev-parse", "HEAD"], cwd=clone).strip()

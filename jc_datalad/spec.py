@@ -1,0 +1,443 @@
+"""The challenge spec: ``challenge.yaml`` loaded into a typed object.
+
+Loading validates everything at once: :func:`load_spec` returns a
+:class:`ChallengeSpec` or raises :class:`SpecError` listing every problem
+with its key, the offending value and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from jc_datalad.errors import JcError
+
+SPEC_FILE = "challenge.yaml"
+
+#: Paths a submission may never change: the organizer's launcher, image and
+#: configuration, git's own control files, and the public input data.
+DENIED_PATHS = (".datalad", ".gitmodules", ".gitattributes", ".git", ".noannex")
+
+
+class ChallengeType(str, Enum):
+    RESULTS = "results"
+    INFERENCE = "inference"
+    TRAINING = "training"
+
+
+class Direction(str, Enum):
+    MAX = "max"
+    MIN = "min"
+
+
+OUTPUT_FORMATS = ("label-tiff", "csv", "intervals-csv")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a spec: where, what was found, and how to fix it."""
+
+    key: str
+    value: Any
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.value!r}: {self.fix}"
+
+
+class SpecError(JcError):
+    """``challenge.yaml`` is invalid; :attr:`problems` lists every problem."""
+
+    def __init__(self, path: Path | str, problems: list[Problem]):
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Interface:
+    inputs: str
+    outputs: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    time_s: int = 1800
+    memory_bytes: int = 4 * 2**30
+    cpus: int = 2
+    gpus: int = 0
+    output_bytes: int = 2**30
+    processes: int = 256
+
+
+@dataclass(frozen=True)
+class Metrics:
+    scorer: str
+    primary: str
+    direction: Direction
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    public_fraction: float = 0.3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    split: str
+    per_day: int | None = None
+    total: int | None = None
+    select: int = 1
+
+
+@dataclass(frozen=True)
+class SubmissionRules:
+    max_file_bytes: int = 100 * 2**20
+    denied_paths: tuple[str, ...] = DENIED_PATHS
+
+
+@dataclass(frozen=True)
+class ChallengeSpec:
+    id: str
+    title: str
+    type: ChallengeType
+    interface: Interface
+    container: str
+    resources: Resources
+    metrics: Metrics
+    leaderboard: Leaderboard = field(default_factory=Leaderboard)
+    phases: tuple[Phase, ...] = ()
+    submission: SubmissionRules = field(default_factory=SubmissionRules)
+
+    @property
+    def denied_paths(self) -> tuple[str, ...]:
+        """Paths a submission must not change: fixed ones plus the public inputs."""
+        inputs_top = PurePosixPath(self.interface.inputs).parts[0]
+        return (*self.submission.denied_paths, inputs_top)
+
+    def summary(self) -> dict[str, Any]:
+        """What every evaluation record repeats about its challenge (plus the commit)."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "type": self.type.value,
+            "primary": self.metrics.primary,
+            "direction": self.metrics.direction.value,
+            "columns": list(self.metrics.columns),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "type": self.type.value,
+            "interface": vars(self.interface),
+            "container": self.container,
+            "metrics": {
+                "scorer": self.metrics.scorer,
+                "primary": self.metrics.primary,
+                "direction": self.metrics.direction.value,
+                "columns": list(self.metrics.columns),
+            },
+        }
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def parse_duration(value: Any) -> int:
+    """``"30m"`` -> 1800; plain numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError("not a duration")
+        seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return int(seconds)
+
+
+def parse_size(value: Any) -> int:
+    """``"4G"`` -> 4 GiB in bytes; plain numbers are bytes."""
+    if isinstance(value, bool):
+        raise ValueError("not a size")
+    if isinstance(value, int | float):
+        size = float(value)
+    else:
+        m = _SIZE.match(str(value))
+        if not m:
+            raise ValueError("not a size")
+        size = float(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_")
+    if size <= 0:
+        raise ValueError("must be positive")
+    return int(size)
+
+
+def _parse_time(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        when = value
+    elif isinstance(value, dt.date):
+        when = dt.datetime(value.year, value.month, value.day)
+    else:
+        when = dt.datetime.fromisoformat(str(value))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
+
+
+class _Checker:
+    """Collects problems while reading a nested mapping."""
+
+    def __init__(self, data: Any):
+        self.data = data if isinstance(data, dict) else {}
+        self.problems: list[Problem] = []
+        if not isinstance(data, dict):
+            self.problems.append(Problem("(top level)", data, "the file must hold a mapping of keys"))
+
+    def problem(self, key: str, value: Any, fix: str) -> None:
+        self.problems.append(Problem(key, value, fix))
+
+    def section(self, key: str, required: bool = True) -> dict[str, Any]:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self.problem(key, None, "missing: add this section")
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, value, "must be a mapping of keys")
+            return {}
+        return value
+
+    def get(
+        self,
+        mapping: dict[str, Any],
+        path: str,
+        convert: Callable[[Any], Any],
+        fix: str,
+        default: Any = ...,
+    ) -> Any:
+        key = path.rsplit(".", 1)[-1]
+        if key not in mapping or mapping[key] is None:
+            if default is ...:
+                self.problem(path, None, f"missing: {fix}")
+                return None
+            return default
+        value = mapping[key]
+        try:
+            return convert(value)
+        except (TypeError, ValueError) as exc:
+            self.problem(path, value, f"{exc}: {fix}" if str(exc) else fix)
+            return None
+
+    def unknown(self, mapping: dict[str, Any], prefix: str, known: set[str]) -> None:
+        for key in mapping:
+            if key not in known:
+                where = f"{prefix}.{key}" if prefix else str(key)
+                self.problem(where, mapping[key], f"unknown key; known keys: {', '.join(sorted(known))}")
+
+
+def _relpath(value: Any) -> str:
+    path = PurePosixPath(str(value))
+    if path.is_absolute() or ".." in path.parts or str(path) in ("", "."):
+        raise ValueError("must be a relative path inside the dataset")
+    return str(path)
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if str(value) not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return str(value)
+
+    return convert
+
+
+def _nonneg_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be a whole number >= 0")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be non-empty text")
+    return value.strip()
+
+
+def _identifier(value: Any) -> str:
+    if not _ID.match(str(value)):
+        raise ValueError("must be lower-case letters, digits, '.', '_' or '-'")
+    return str(value)
+
+
+def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
+    """Validate a parsed ``challenge.yaml`` mapping; raise :class:`SpecError` listing all problems."""
+    c = _Checker(data)
+    top = c.data
+    c.unknown(
+        top,
+        "",
+        {"id", "title", "type", "interface", "container", "resources", "metrics",
+         "leaderboard", "phases", "submission"},
+    )
+    cid = c.get(top, "id", _identifier, "a short id such as 'bacteria-2026'")
+    title = c.get(top, "title", _text, "a human-readable title")
+    ctype = c.get(top, "type", _choice(tuple(t.value for t in ChallengeType)), "the challenge type")
+
+    iface = c.section("interface")
+    c.unknown(iface, "interface", {"inputs", "outputs", "format"})
+    inputs = c.get(iface, "interface.inputs", _relpath, "the path of the inputs, e.g. inputs/test")
+    outputs = c.get(iface, "interface.outputs", _relpath, "the output folder, e.g. predictions")
+    fmt = c.get(iface, "interface.format", _choice(OUTPUT_FORMATS), "the output format")
+    if inputs and outputs and (
+        PurePosixPath(outputs).parts[0] == PurePosixPath(inputs).parts[0]
+        or PurePosixPath(outputs).parts[0] in DENIED_PATHS
+    ):
+        c.problem("interface.outputs", outputs, "must not lie under the inputs or a protected path")
+
+    container_section = top.get("container")
+    container = None
+    if isinstance(container_section, dict):
+        c.unknown(container_section, "container", {"name"})
+        container = c.get(container_section, "container.name", _identifier, "the container name, e.g. jc-env")
+    else:
+        c.problem("container", container_section, "must be a mapping like {name: jc-env}")
+
+    res = c.section("resources", required=False)
+    c.unknown(res, "resources", {"time", "memory", "cpus", "gpus", "output", "processes"})
+    d = Resources()
+    resources = Resources(
+        time_s=c.get(res, "resources.time", parse_duration, "a duration such as 30m", d.time_s),
+        memory_bytes=c.get(res, "resources.memory", parse_size, "a size such as 4G", d.memory_bytes),
+        cpus=c.get(res, "resources.cpus", _nonneg_int, "a whole number of CPUs", d.cpus),
+        gpus=c.get(res, "resources.gpus", _nonneg_int, "a whole number of GPUs", d.gpus),
+        output_bytes=c.get(res, "resources.output", parse_size, "a size such as 1G", d.output_bytes),
+        processes=c.get(res, "resources.processes", _nonneg_int, "a process limit", d.processes),
+    )
+
+    met = c.section("metrics")
+    c.unknown(met, "metrics", {"scorer", "primary", "direction", "columns"})
+    scorer = c.get(met, "metrics.scorer", _text, "the scorer name, see `jc score --help`")
+    primary = c.get(met, "metrics.primary", _text, "the metric that ranks the leaderboard")
+    direction = c.get(met, "metrics.direction", _choice(("max", "min")), "max or min", "max")
+    columns_raw = met.get("columns", [primary] if primary else [])
+    if not isinstance(columns_raw, list) or not all(isinstance(x, str) for x in columns_raw):
+        c.problem("metrics.columns", columns_raw, "must be a list of metric names")
+        columns_raw = []
+    columns = tuple(columns_raw)
+    if primary and columns and primary not in columns:
+        columns = (primary, *columns)
+    if scorer:
+        _check_scorer(c, scorer, columns)
+
+    lb = c.section("leaderboard", required=False)
+    c.unknown(lb, "leaderboard", {"public_fraction", "seed"})
+
+    def _fraction(value: Any) -> float:
+        f = float(value)
+        if not 0.0 < f < 1.0:
+            raise ValueError("must lie strictly between 0 and 1")
+        return f
+
+    leaderboard = Leaderboard(
+        public_fraction=c.get(lb, "leaderboard.public_fraction", _fraction, "a fraction such as 0.3", 0.3),
+        seed=c.get(lb, "leaderboard.seed", _nonneg_int, "a whole-number seed", 0),
+    )
+
+    phases = _parse_phases(c, top.get("phases"))
+
+    sub = c.section("submission", required=False)
+    c.unknown(sub, "submission", {"max_file_size"})
+    submission = SubmissionRules(
+        max_file_bytes=c.get(sub, "submission.max_file_size", parse_size, "a size such as 100M",
+                             SubmissionRules().max_file_bytes),
+    )
+
+    if c.problems:
+        raise SpecError(source, c.problems)
+    return ChallengeSpec(
+        id=cid,
+        title=title,
+        type=ChallengeType(ctype),
+        interface=Interface(inputs=inputs, outputs=outputs, format=fmt),
+        container=container or "",
+        resources=resources,
+        metrics=Metrics(scorer=scorer, primary=primary, direction=Direction(direction), columns=columns),
+        leaderboard=leaderboard,
+        phases=phases,
+        submission=submission,
+    )
+
+
+def _check_scorer(c: _Checker, scorer: str, columns: tuple[str, ...]) -> None:
+    import scorers
+
+    if scorer not in scorers.names():
+        c.problem("metrics.scorer", scorer, f"unknown scorer; known: {', '.join(scorers.names())}")
+
+
+def _parse_phases(c: _Checker, raw: Any) -> tuple[Phase, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        c.problem("phases", raw, "must be a list of phases")
+        return ()
+    phases = []
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"phases[{i}]"
+        if not isinstance(item, dict):
+            c.problem(where, item, "must be a mapping with name, start, end, split")
+            continue
+        c.unknown(item, where, {"name", "start", "end", "split", "per_day", "total", "select"})
+        name = c.get(item, f"{where}.name", _identifier, "a phase name such as development")
+        start = c.get(item, f"{where}.start", _parse_time, "an ISO date or time (UTC)")
+        end = c.get(item, f"{where}.end", _parse_time, "an ISO date or time (UTC)")
+        split = c.get(item, f"{where}.split", _identifier, "the hidden split evaluated in this phase")
+        per_day = c.get(item, f"{where}.per_day", _nonneg_int, "submissions per team and UTC day", None)
+        total = c.get(item, f"{where}.total", _nonneg_int, "submissions per team in this phase", None)
+        select = c.get(item, f"{where}.select", _nonneg_int, "submissions a team may select", 1)
+        if start and end and end <= start:
+            c.problem(f"{where}.end", str(end), "must be after the start")
+        if name in names:
+            c.problem(f"{where}.name", name, "phase names must be unique")
+        names.add(name)
+        if None not in (name, start, end, split):
+            phases.append(Phase(name, start, end, split, per_day, total, select))
+    return tuple(phases)
+
+
+def load_spec(path: Path | str) -> ChallengeSpec:
+    """Load ``challenge.yaml`` (or the one inside a dataset folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SPEC_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JcError(f"{path}: not found; create it with `jc challenge new`") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(path, [Problem("(syntax)", str(exc).splitlines()[0], "fix the YAML syntax")]) from None
+    return parse_spec(data, path)
