@@ -1,0 +1,196 @@
+"""Build the static site: gather every record, render each page from one context, write.
+
+Nothing here reads a clock: every time on a page comes from the ledger, so the
+same ledger always builds the same bytes. Pages are rendered into memory first;
+in strict mode any problem aborts before a file is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+
+from jc_datalad.errors import JcError
+from jc_datalad.ledger import EVALUATIONS
+from jc_datalad.records import Evaluation
+from site_generator import pages
+from site_generator.gather import BadRecord, gather
+from site_generator.leaderboard import Challenge, challenges
+
+lgr = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+STATIC = "static"
+# Lists the files the last build wrote, so the next one removes only its own stale files.
+MANIFEST = ".jc-site-manifest"
+
+# What bad data or a template slip raise while rendering one page.
+_RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+@dataclass(frozen=True)
+class SiteReport:
+    """What one build did: the pages it wrote and every problem it found."""
+
+    pages: tuple[str, ...]  # paths relative to the output folder, sorted
+    problems: tuple[str, ...]  # each names the record or page and what is wrong
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(pages.FILTERS)
+    return env
+
+
+def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
+    """Build the site for the ``results`` ledger into ``out``.
+
+    A bad record is reported in :attr:`SiteReport.problems` and gets an error page
+    (or a line on the index when it has no usable id); with ``strict`` any problem
+    raises :class:`JcError` listing all of them, and nothing is written.
+    """
+    results = Path(results)
+    out = Path(out)
+    if not results.is_dir():
+        raise JcError(f"{results}: no such results dataset; pass the folder holding {EVALUATIONS}/")
+    gathered = gather(results)
+    found_challenges, inconsistencies = challenges(gathered.evaluations, gathered.bad)
+    problems = list(gathered.problems) + inconsistencies
+
+    env = environment()
+    rendered: dict[str, str] = {}
+
+    def render(path: str, template: str, context: Callable[[], Mapping[str, Any]],
+               fallback: Callable[[str], tuple[str, Mapping[str, Any]]]) -> None:
+        """Render one page; on failure report it by name and render ``fallback`` in its place."""
+        depth = len(PurePosixPath(path).parts) - 1
+        try:
+            rendered[path] = env.get_template(template).render(root="../" * depth, **context())
+        except _RENDER_ERRORS as exc:
+            message = f"page {path}: {type(exc).__name__}: {exc}"
+            lgr.warning(message)
+            problems.append(message)
+            tpl, ctx = fallback(message)
+            rendered[path] = env.get_template(tpl).render(root="../" * depth, **ctx)
+
+    def page_error(message: str) -> tuple[str, Mapping[str, Any]]:
+        return "page_error.html", {"title": "Page error", "message": message}
+
+    error_pages = _error_pages(found_challenges, gathered.evaluations, gathered.bad)
+    render("index.html", "index.html",
+           partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)
+    for challenge in found_challenges:
+        render(f"{challenge.id}/leaderboard.html", "leaderboard.html",
+               partial(pages.leaderboard_context, challenge, error_pages), page_error)
+        for ev in challenge.evaluations:
+            record = gathered.paths[ev.id]
+            bad = BadRecord(path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
+                            team=ev.team, phase=ev.phase)
+
+            def evaluation_error(message: str, bad: BadRecord = bad) -> tuple[str, Mapping[str, Any]]:
+                return "record_error.html", pages.record_error_context(
+                    BadRecord(**{**bad.__dict__, "problems": (message,)}))
+
+            render(f"{challenge.id}/evaluations/{ev.id}.html", "evaluation.html",
+                   partial(pages.evaluation_context, ev, challenge, record, _logs(results, record, ev)),
+                   evaluation_error)
+    for path, bad in sorted(error_pages.items()):
+        render(path, "record_error.html", partial(pages.record_error_context, bad), page_error)
+
+    for name in sorted(os.listdir(HERE / STATIC)):
+        rendered[f"{STATIC}/{name}"] = (HERE / STATIC / name).read_text(encoding="utf-8")
+
+    if strict and problems:
+        raise JcError(f"site build aborted in strict mode: {len(problems)} problem(s):\n"
+                      + "\n".join(f"  {p}" for p in problems))
+    _write(out, rendered)
+    return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
+
+
+def _error_pages(found: tuple[Challenge, ...], good: tuple[Evaluation, ...],
+                 bad: tuple[BadRecord, ...]) -> dict[str, BadRecord]:
+    """Error page path -> bad record; a bad record never takes a good record's page."""
+    taken = {f"{ev.challenge['id']}/evaluations/{ev.id}.html" for ev in good}
+    pages_: dict[str, BadRecord] = {}
+    for b in bad:  # sorted by path, so the first of two records with one id keeps the page
+        if b.page is not None and b.page not in taken and b.page not in pages_:
+            pages_[b.page] = b
+    return pages_
+
+
+def _logs(results: Path, record: str, ev: Evaluation) -> dict[str, str]:
+    """Log files the ledger keeps next to ``record``: 'step-N.stdout' -> path in the ledger."""
+    folder = PurePosixPath(record).parent / "logs"
+    found = {}
+    for n in range(1, max(len(ev.steps), len(ev.submission.get("steps", []))) + 1):
+        for stream in ("stdout", "stderr"):
+            rel = folder / f"step-{n}.{stream}"
+            if (results / rel).is_file():
+                found[f"step-{n}.{stream}"] = rel.as_posix()
+    return found
+
+
+def _write(out: Path, rendered: Mapping[str, str]) -> None:
+    """Write ``rendered`` under ``out`` and remove files the previous build wrote and this one did not."""
+    out.mkdir(parents=True, exist_ok=True)
+    previous = _read_manifest(out)
+    for rel in sorted(rendered):
+        if not _inside(out, out / rel):
+            raise JcError(f"{out / rel}: a folder on the way is a symlink leading out of {out}; "
+                          "remove it or build into an empty folder")
+    for rel, text in rendered.items():
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode("utf-8")
+        if target.is_symlink() or not target.is_file() or target.read_bytes() != data:
+            if target.is_symlink():
+                target.unlink()
+            target.write_bytes(data)
+    for rel in sorted(previous - set(rendered), reverse=True):
+        target = out / rel
+        if not _inside(out, target):
+            continue
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+            lgr.info("removed stale %s", target)
+        for parent in PurePosixPath(rel).parents:
+            if parent == PurePosixPath("."):
+                break
+            try:
+                (out / parent).rmdir()  # only when empty
+            except OSError:
+                break
+    (out / MANIFEST).write_text("".join(f"{rel}\n" for rel in sorted(rendered)), encoding="utf-8")
+
+
+def _read_manifest(out: Path) -> set[str]:
+    """The files the previous build wrote; entries that would leave ``out`` are ignored."""
+    try:
+        lines = (out / MANIFEST).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return set()
+    safe = set()
+    for line in lines:
+        rel = PurePosixPath(line)
+        if line and not rel.is_absolute() and ".." not in rel.parts and line == rel.as_posix():
+            safe.add(line)
+    return safe
+
+
+def _inside(out: Path, target: Path) -> bool:
+    """Whether ``target``'s folder really lies in ``out`` (no symlinked folder leads elsewhere)."""
+    return target.parent.resolve().is_relative_to(out.resolve())

@@ -1,0 +1,194 @@
+"""One context per page, built from checked records, and the filters the templates use.
+
+Templates only read keys these functions set, so ``StrictUndefined`` catches a
+template slip instead of hiding it. The private part of a score is never put
+into any context.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from jc_datalad.records import Evaluation, Status
+from site_generator.gather import BadRecord, is_number, parse_time
+from site_generator.leaderboard import Challenge
+
+MISSING = "—"
+
+
+def fmt_number(value: Any) -> str:
+    """A score as shown: four decimals, or four significant digits when very small or large."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value == 0 or 1e-3 <= abs(value) < 1e6:
+        return f"{value:.4f}"
+    return f"{value:.4g}"
+
+
+def fmt_mib(value: Any) -> str:
+    return f"{value / 2**20:.1f}" if is_number(value) else MISSING
+
+
+def fmt_seconds(value: Any) -> str:
+    return f"{value:.2f}" if is_number(value) else MISSING
+
+
+def fmt_time(value: Any) -> str:
+    """An ISO time from the ledger in UTC to the second; anything unparsable is shown as is."""
+    if not value:
+        return MISSING
+    try:
+        return parse_time(value).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def fmt_commit(value: Any) -> str:
+    return str(value)[:12] if value else MISSING
+
+
+FILTERS = {"num": fmt_number, "mib": fmt_mib, "secs": fmt_seconds, "when": fmt_time,
+           "short": fmt_commit}
+
+
+def evaluation_page(ev: Evaluation) -> str:
+    """The path of an evaluation page relative to its challenge folder."""
+    return f"evaluations/{ev.id}.html"
+
+
+def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
+                  error_pages: Mapping[str, BadRecord]) -> dict[str, Any]:
+    rows = []
+    for c in challenges:
+        best = [{"phase": p.name, "score": p.rows[0].score, "team": p.rows[0].team} for p in c.phases if p.rows]
+        rows.append({"challenge": c, "best": best})
+    shown = {id(b) for b in error_pages.values()}
+    return {
+        "title": "Challenges",
+        "rows": rows,
+        "unreadable": [b for b in bad if id(b) not in shown],
+    }
+
+
+def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecord]) -> dict[str, Any]:
+    prefix = f"{challenge.id}/"
+    bad = [{"record": b, "page": path.removeprefix(prefix)}
+           for path, b in sorted(error_pages.items()) if path.startswith(prefix)]
+    return {
+        "title": f"{challenge.title}: leaderboard",
+        "challenge": challenge,
+        "bad": bad,
+        "page_of": evaluation_page,
+    }
+
+
+def _public_columns(challenge: Challenge, ev: Evaluation) -> list[str]:
+    extra = sorted(set(ev.public) - set(challenge.columns))
+    return list(challenge.columns) + extra
+
+
+def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
+                       logs: Mapping[str, str]) -> dict[str, Any]:
+    evaluated = ev.status is Status.EVALUATED
+    columns = _public_columns(challenge, ev)
+    items = [
+        {"name": item["name"], "values": [item.get("metrics", {}).get(c) for c in columns],
+         "error": item.get("error") or ""}
+        for item in sorted((i for i in ev.items if i.get("part") == "public"), key=lambda i: i["name"])
+    ] if evaluated else []
+    return {
+        "title": f"{ev.team} — {ev.phase} — {challenge.title}",
+        "ev": ev,
+        "challenge": challenge,
+        "status": ev.status.value,
+        "reason": ev.reason or "",
+        "evaluated": evaluated,
+        "metrics": [(c, ev.public.get(c), c == challenge.primary) for c in columns] if evaluated else [],
+        "columns": columns,
+        "items": items,
+        "steps": _steps(ev, logs),
+        "provenance": _provenance(ev, record),
+        "stages": sorted(ev.stages.items()),
+        "reproduce": ev.reproduce,
+        "record": record,
+    }
+
+
+def _steps(ev: Evaluation, logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each recorded step beside what its re-execution did (a refused submission ran none)."""
+    recorded = ev.submission.get("steps", [])
+    executed = {int(s.get("number", n)): s for n, s in enumerate(ev.steps, 1)}
+    steps = []
+    for n in range(1, max([len(recorded), *executed.keys(), 0]) + 1):
+        rec = recorded[n - 1] if n <= len(recorded) else {}
+        run = executed.get(n)
+        steps.append({
+            "number": n,
+            "commit": rec.get("commit") or "",
+            "recorded_cmd": rec.get("recorded_cmd") or "",
+            "command": (run or {}).get("command") or rec.get("command") or "",
+            "inputs": list(rec.get("inputs") or []),
+            "outputs": list(rec.get("outputs") or []),
+            "ran": run is not None,
+            "status": (run or {}).get("status") or "not run",
+            "exit_code": (run or {}).get("exit_code"),
+            "wall_s": (run or {}).get("wall_s"),
+            "cpu_s": (run or {}).get("cpu_s"),
+            "peak_rss_bytes": (run or {}).get("peak_rss_bytes"),
+            "stdout_tail": (run or {}).get("stdout_tail") or "",
+            "stderr_tail": (run or {}).get("stderr_tail") or "",
+            "logs": [logs[k] for k in (f"step-{n}.stdout", f"step-{n}.stderr") if k in logs],
+        })
+    return steps
+
+
+def _get(mapping: Any, *keys: str) -> str:
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return ""
+        mapping = mapping.get(key)
+    if mapping is None:
+        return ""
+    if isinstance(mapping, list):
+        return ", ".join(str(v) for v in mapping)
+    return str(mapping)
+
+
+def _provenance(ev: Evaluation, record: str) -> list[dict[str, Any]]:
+    """(term, value, code?) for the definition list; an empty value shows as not recorded."""
+    rows = [
+        ("Submission repository", _get(ev.submission, "repository"), True),
+        ("Submission commit", _get(ev.submission, "commit"), True),
+        ("Branches", _get(ev.submission, "branches"), True),
+        ("First seen", fmt_time(_get(ev.submission, "first_seen")), False),
+        ("Challenge", _get(ev.challenge, "id"), True),
+        ("Challenge commit", _get(ev.challenge, "commit"), True),
+        ("Phase and split", f"{ev.phase} / {ev.split}", False),
+        ("Hidden inputs dataset", _get(ev.hidden, "inputs", "dataset_id"), True),
+        ("Hidden inputs commit", _get(ev.hidden, "inputs", "commit"), True),
+        ("Hidden labels dataset", _get(ev.hidden, "labels", "dataset_id"), True),
+        ("Hidden labels commit", _get(ev.hidden, "labels", "commit"), True),
+        ("Image", _get(ev.image, "name"), True),
+        ("Image annex key", _get(ev.image, "key"), True),
+        ("Scorer", " ".join(v for v in (_get(ev.scorer, "name"), _get(ev.scorer, "version")) if v), True),
+        ("Runner version", _get(ev.runner, "version"), True),
+        ("Runner backend", _get(ev.runner, "backend"), False),
+        ("Sandbox", _get(ev.runner, "sandbox"), False),
+        ("Started", fmt_time(ev.started), False),
+        ("Finished", fmt_time(ev.finished), False),
+        ("Ledger record", record, True),
+    ]
+    return [{"term": t, "value": v if v and v != MISSING else "", "code": c} for t, v, c in rows]
+
+
+def record_error_context(bad: BadRecord) -> dict[str, Any]:
+    return {
+        "title": f"Unreadable record {bad.eval_id or bad.path}",
+        "bad": bad,
+    }
