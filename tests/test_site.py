@@ -1,0 +1,262 @@
+"""The static site, built from a synthetic ledger written straight into tmp_path (no datalad)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from jc_datalad.errors import JcError
+from jc_datalad.records import Evaluation, Status
+from site_generator import build_site
+
+SECRET = "987654.3219"  # a private score that must never reach a page
+PRIVATE_ITEM = "private-item-sentinel-7f3a"
+
+
+def make(team: str, commit: str, *, score: float | None, first_seen: str, phase: str = "dev",
+         status: Status = Status.EVALUATED, reason: str | None = None, direction: str = "max",
+         challenge_id: str = "bacteria") -> Evaluation:
+    eid = f"{team}--{commit[:12]}--{phase}"
+    evaluated = status is Status.EVALUATED
+    public = {"aji": score, "f1": 0.5} if evaluated else {}
+    return Evaluation(
+        id=eid,
+        challenge={"id": challenge_id, "title": f"Challenge {challenge_id}", "type": "inference",
+                   "primary": "aji", "direction": direction, "columns": ["aji", "f1"],
+                   "commit": "c" * 40},
+        team=team,
+        submission={"repository": f"https://example.org/{team}.git", "commit": commit,
+                    "branches": ["main"], "first_seen": first_seen,
+                    "steps": [{"commit": commit, "recorded_cmd": "datalad containers-run -n env python predict.py",
+                               "command": "python predict.py", "inputs": ["inputs/test"],
+                               "outputs": ["predictions"]}]},
+        phase=phase,
+        split="test",
+        status=status,
+        reason=reason,
+        hidden={"inputs": {"dataset_id": "in-uuid", "commit": "a" * 40},
+                "labels": {"dataset_id": "lab-uuid", "commit": "b" * 40},
+                "public_items": ["img_001"]},
+        image={"name": "env", "key": "MD5E-s1--0123.sif", "path": ".datalad/environments/env/image"},
+        scorer={"name": "instance", "version": "0.1.0"},
+        runner={"version": "0.1.0", "backend": "local", "sandbox": "bubblewrap"},
+        metrics={"aji": float(SECRET) + 1, "f1": 0.5} if evaluated else {},
+        public=public,
+        private={"aji": float(SECRET), "f1": float(SECRET)} if evaluated else {},
+        items=[{"name": "img_001", "part": "public", "metrics": {"aji": score, "f1": 0.5}, "error": None},
+               {"name": PRIVATE_ITEM, "part": "private", "metrics": {"aji": float(SECRET)}, "error": None}]
+        if evaluated else [],
+        steps=[{"number": 1, "command": "python predict.py", "status": "ok" if evaluated else "failed",
+                "exit_code": 0 if evaluated else 1, "wall_s": 1.5, "cpu_s": 1.25,
+                "peak_rss_bytes": 3 * 2**20, "stdout_tail": "done <b>", "stderr_tail": ""}],
+        stages={"clone": 0.5, "run": 1.5},
+        started=first_seen,
+        finished=first_seen,
+        reproduce=[f"jc runner reproduce {eid} --config runner.yaml"],
+    )
+
+
+def write(results: Path, ev: Evaluation | str, folder: str | None = None) -> Path:
+    name = folder or (ev.id if isinstance(ev, Evaluation) else "broken")
+    path = results / "evaluations" / name / "record.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(ev.to_json() if isinstance(ev, Evaluation) else ev, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    records = [
+        # alpha: two submissions; the later one is its best
+        make("alpha", "a1" * 20, score=0.70, first_seen="2024-05-01T10:00:00Z"),
+        make("alpha", "a2" * 20, score=0.80, first_seen="2024-05-02T10:00:00Z"),
+        # beta ties alpha's 0.80 but was first seen earlier: beta ranks above alpha
+        make("beta", "b1" * 20, score=0.80, first_seen="2024-05-01T12:00:00Z"),
+        # gamma and delta tie on score and time: team name decides (delta before gamma)
+        make("gamma", "c1" * 20, score=0.60, first_seen="2024-05-03T00:00:00Z"),
+        make("delta", "d1" * 20, score=0.60, first_seen="2024-05-03T00:00:00Z"),
+        make("omega", "e1" * 20, score=None, first_seen="2024-05-04T00:00:00Z", status=Status.FAILED,
+             reason="step 1 (python predict.py) exited with code 1: boom"),
+        make("sneaky", "f1" * 20, score=None, first_seen="2024-05-04T01:00:00Z", status=Status.REFUSED,
+             reason="changes .gitmodules, which submissions may not touch"),
+        make("alpha", "a3" * 20, score=0.10, first_seen="2024-06-01T00:00:00Z", phase="final"),
+        make("zeta", "z1" * 20, score=1.5, first_seen="2024-05-01T00:00:00Z", direction="min",
+             challenge_id="cells"),
+        make("eta", "y1" * 20, score=0.5, first_seen="2024-05-02T00:00:00Z", direction="min",
+             challenge_id="cells"),
+    ]
+    # as the runner records a rejection: nothing but the submission, the phase and the reason
+    rejected = Evaluation(
+        id=f"late--{'90' * 6}--dev", challenge=records[0].challenge, team="late",
+        submission={"repository": "https://example.org/late.git", "commit": "90" * 20,
+                    "branches": ["main"], "first_seen": "2024-07-01T00:00:00Z"},
+        phase="dev", split="test", status=Status.REJECTED,
+        reason="first seen at 2024-07-01T00:00:00Z, outside every phase of the challenge",
+        started="2024-07-01T00:00:00Z", finished="2024-07-01T00:00:00Z")
+    for ev in [*records, rejected]:
+        write(results, ev)
+    logs = results / "evaluations" / records[1].id / "logs"
+    logs.mkdir()
+    (logs / "step-1.stdout").write_text("done <b>\n")
+    return results
+
+
+def html(out: Path, rel: str) -> str:
+    return (out / rel).read_text(encoding="utf-8")
+
+
+def ranked_teams(page: str, phase: str) -> list[str]:
+    section = page.split(f'id="phase-{phase}"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'<th scope="row"><a href="[^"]+">([^<]+)</a></th>', section)
+
+
+def test_pages_exist_and_link_relatively(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert report.problems == ()
+    for rel in ("index.html", "static/style.css", "bacteria/leaderboard.html", "cells/leaderboard.html",
+                f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html"):
+        assert rel in report.pages and (out / rel).is_file()
+    assert len([p for p in report.pages if "/evaluations/" in p]) == 11
+    for rel in report.pages:
+        if rel.endswith(".html"):
+            text = html(out, rel)
+            assert "StrictUndefined" not in text
+            links = re.findall(r'(?:href|src)="([^"]+)"', text)
+            assert links and all(not re.match(r"^(/|[a-z]+:)", link) for link in links), rel
+            for link in (link for link in links if not link.startswith("#")):  # each resolves
+                assert (out / rel).parent.joinpath(link.split("#")[0]).resolve().is_file(), (rel, link)
+    index = html(out, "index.html")
+    assert "Challenge bacteria" in index and 'href="bacteria/leaderboard.html"' in index
+    assert "0.8000" in index and "beta" in index  # best public primary with its team
+
+
+def test_leaderboard_order_and_tie_rule(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    page = html(out, "bacteria/leaderboard.html")
+    assert ranked_teams(page, "dev") == ["beta", "alpha", "delta", "gamma"]
+    assert ranked_teams(page, "final") == ["alpha"]
+    assert "earlier first-seen time" in page and "then by team name" in page
+    # direction min: the lower score ranks first
+    assert ranked_teams(html(out, "cells/leaderboard.html"), "dev") == ["eta", "zeta"]
+    # alpha's row: best is its second submission, two submissions, last one on May 2
+    row = page.split(f"alpha--{'a2' * 6}--dev.html", 1)[1].split("</tr>", 1)[0]
+    assert "0.8000" in row and ">2<" in row and "2024-05-02 10:00:00 UTC" in row
+
+
+def test_failed_and_refused_show_reason_and_no_score(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    board = html(out, "bacteria/leaderboard.html")
+    assert "omega" not in ranked_teams(board, "dev") and "sneaky" not in ranked_teams(board, "dev")
+    assert "exited with code 1: boom" in board and "changes .gitmodules" in board
+    assert "outside every phase" in board
+    for eid, reason in ((f"late--{'90' * 6}--dev", "outside every phase"),
+                        (f"omega--{'e1' * 6}--dev", "exited with code 1: boom"),
+                        (f"sneaky--{'f1' * 6}--dev", "changes .gitmodules")):
+        page = html(out, f"bacteria/evaluations/{eid}.html")
+        assert reason in page
+        assert "Public metrics" not in page and 'class="score"' not in page
+
+
+def test_evaluation_page_shows_provenance_and_escapes(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    page = html(out, f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html")
+    for expected in ("a2" * 20, "lab-uuid", "b" * 40, "MD5E-s1--0123.sif", "instance 0.1.0", "bubblewrap",
+                     "datalad containers-run -n env python predict.py", "3.0",  # MiB
+                     f"jc runner reproduce alpha--{'a2' * 6}--dev --config runner.yaml", "<pre><code>"):
+        assert expected in page, expected
+    assert f"evaluations/alpha--{'a2' * 6}--dev/logs/step-1.stdout" in page  # where the full log is
+    assert "done &lt;b&gt;" in page and "done <b>" not in page  # autoescape on
+
+
+def test_private_scores_never_appear(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    shown = [f"{float(SECRET):.4f}", f"{float(SECRET):.4g}", SECRET, "987654", "987655", "9.877e+05", PRIVATE_ITEM]
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            for needle in shown:
+                assert needle not in text, (path, needle)
+
+
+def test_corrupt_record_is_reported_and_build_succeeds(ledger: Path, tmp_path: Path) -> None:
+    write(ledger, "{not json", folder="broken")
+    bad = make("kappa", "k1" * 20, score=0.9, first_seen="2024-05-05T00:00:00Z")
+    data = bad.to_json().replace('"aji": 0.9', '"aji": "high"')
+    write(ledger, data, folder=bad.id)
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert {p.split(": ", 1)[0].rsplit("/", 2)[-2] for p in report.problems} == {"broken", bad.id}
+    assert any("evaluations/broken/record.json" in p and "cannot be read" in p for p in report.problems)
+    assert any(bad.id in p and "public.aji 'high'" in p for p in report.problems)
+    assert "evaluations/broken/record.json" in html(out, "index.html")  # no id: listed on the index
+    error_page = html(out, f"bacteria/evaluations/{bad.id}.html")  # has an id: an error page
+    assert "public.aji" in error_page
+    assert "kappa" not in ranked_teams(html(out, "bacteria/leaderboard.html"), "dev")
+    assert ranked_teams(html(out, "bacteria/leaderboard.html"), "dev")[0] == "beta"
+
+
+def test_strict_mode_raises_and_writes_nothing(ledger: Path, tmp_path: Path) -> None:
+    write(ledger, "[]", folder="broken")
+    out = tmp_path / "site"
+    with pytest.raises(JcError, match=r"(?s)strict mode: 1 problem.*evaluations/broken/record.json"):
+        build_site(ledger, out, strict=True)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_two_builds_are_byte_identical(ledger: Path, tmp_path: Path) -> None:
+    write(ledger, "{not json", folder="broken")
+    first, second = tmp_path / "one", tmp_path / "two"
+    build_site(ledger, first)
+    # a copy of the ledger elsewhere builds the same bytes too
+    copy = tmp_path / "copy"
+    for path in sorted(p for p in ledger.rglob("*") if p.is_file()):
+        target = copy / path.relative_to(ledger)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    build_site(copy, second)
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert tree(first) == tree(second)
+
+
+def test_rebuild_removes_only_its_own_stale_files(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "mine.txt").write_text("not the site's")
+    gone = make("theta", "t1" * 20, score=0.1, first_seen="2024-05-06T00:00:00Z", challenge_id="old")
+    record = write(ledger, gone)
+    build_site(ledger, out)
+    assert (out / "old" / "leaderboard.html").is_file()
+    record.unlink()
+    record.parent.rmdir()
+    report = build_site(ledger, out)
+    assert not (out / "old").exists()
+    assert (out / "mine.txt").read_text() == "not the site's"
+    assert "old/leaderboard.html" not in report.pages
+
+
+def test_unsafe_ids_do_not_escape_the_site(ledger: Path, tmp_path: Path) -> None:
+    ev = make("mu", "m1" * 20, score=0.2, first_seen="2024-05-07T00:00:00Z", challenge_id="../../x")
+    write(ledger, ev)
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert any("challenge.id '../../x'" in p for p in report.problems)
+    assert all(".." not in rel for rel in report.pages)
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_results_folder_raises(tmp_path: Path) -> None:
+    with pytest.raises(JcError, match="no such results dataset"):
+        build_site(tmp_path / "nope", tmp_path / "site")
+
+
