@@ -260,3 +260,25 @@ def test_missing_results_folder_raises(tmp_path: Path) -> None:
         build_site(tmp_path / "nope", tmp_path / "site")
 
 
+
+
+def test_a_page_that_fails_to_render_is_named_and_replaced(
+        ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from site_generator import pages
+
+    real = pages.evaluation_context
+    broken = f"omega--{'e1' * 6}--dev"
+
+    def flaky(ev: Evaluation, *args: object) -> dict:
+        if ev.id == broken:
+            raise ValueError("cannot lay out this record")
+        return real(ev, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pages, "evaluation_context", flaky)
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert report.problems == (f"page bacteria/evaluations/{broken}.html: ValueError: cannot lay out this record",)
+    assert "cannot lay out this record" in html(out, f"bacteria/evaluations/{broken}.html")
+    assert ranked_teams(html(out, "bacteria/leaderboard.html"), "dev")[0] == "beta"
+    with pytest.raises(JcError, match="cannot lay out"):
+        build_site(ledger, tmp_path / "strict", strict=True)
