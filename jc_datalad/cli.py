@@ -119,10 +119,10 @@ def team() -> None:
     """Register teams and their submission repositories."""
 
 
-def _private_of(config: Path) -> Path:
+def _teams_of(config: Path) -> Path:
     from jc_datalad.config import load_config
 
-    return load_config(config).private
+    return load_config(config).teams_file
 
 
 @team.command("add")
@@ -135,7 +135,7 @@ def team_add(name: str, repository: str, members: tuple[str, ...], config: Path)
     """Register team NAME with its submission repository (saved in the private dataset)."""
     from jc_datalad.teams import add_team
 
-    path = add_team(_private_of(config), name, repository, members)
+    path = add_team(_teams_of(config), name, repository, members)
     click.echo(f"team {name} registered in {path}")
 
 
@@ -147,7 +147,7 @@ def team_list(config: Path, as_json: bool) -> None:
     """List registered teams."""
     from jc_datalad.config import load_teams
 
-    teams = load_teams(_private_of(config))
+    teams = load_teams(_teams_of(config))
     if as_json:
         _echo_json({n: vars(t) for n, t in teams.items()})
         return

@@ -8,10 +8,8 @@ teams in the private dataset's ``teams.yaml``, both under version control.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import yaml
 
 from jc_datalad.errors import JcError
@@ -38,7 +36,12 @@ class RunnerConfig:
     protocols: tuple[str, ...] = ("file",)
     split: str = "test"
     cache: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    teams: Path | None = None
+
+    @property
+    def teams_file(self) -> Path:
+        """``teams.yaml`` of the private dataset, unless the config names another file."""
+        return self.teams or self.private / TEAMS_FILE
 
 
 def default_cache_dir() -> Path:
@@ -62,7 +65,7 @@ def load_config(path: Path | str) -> RunnerConfig:
         raise JcError(f"{path}: must hold a mapping of keys")
     problems = [f"{k}: missing: the path of the {k} dataset" for k in ("challenge", "private", "results")
                 if not data.get(k)]
-    known = {"challenge", "private", "results", "work", "workers", "protocols", "split", "cache"}
+    known = {"challenge", "private", "results", "work", "workers", "protocols", "split", "cache", "teams"}
     problems += [f"{k}: unknown key; known keys: {', '.join(sorted(known))}" for k in data if k not in known]
     workers = data.get("workers", 2)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
@@ -83,6 +86,7 @@ def load_config(path: Path | str) -> RunnerConfig:
         protocols=tuple(data.get("protocols", ["file"])),
         split=str(data.get("split", "test")),
         cache=resolve(data["cache"]) if data.get("cache") else None,
+        teams=resolve(data["teams"]) if data.get("teams") else None,
     )
 
 
@@ -98,8 +102,10 @@ def write_config(path: Path, *, challenge: Path, private: Path, results: Path, w
     )
 
 
-def load_teams(private: Path) -> dict[str, Team]:
-    path = private / TEAMS_FILE
+def load_teams(path: Path) -> dict[str, Team]:
+    """Teams from a ``teams.yaml`` (or the one in a private dataset folder)."""
+    if path.is_dir():
+        path = path / TEAMS_FILE
     if not path.exists():
         return {}
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -119,8 +125,10 @@ def load_teams(private: Path) -> dict[str, Team]:
     return out
 
 
-def save_teams(private: Path, teams: dict[str, Team]) -> Path:
-    path = private / TEAMS_FILE
+def save_teams(path: Path, teams: dict[str, Team]) -> Path:
+    """Write ``teams.yaml`` (``path`` may be the private dataset folder)."""
+    if path.is_dir():
+        path = path / TEAMS_FILE
     data = {"teams": {t.name: {"repository": t.repository, "members": list(t.members), "keys": list(t.keys)}
                       for t in sorted(teams.values(), key=lambda t: t.name)}}
     path.write_text(yaml.safe_dump(data, sort_keys=False))

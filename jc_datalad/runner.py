@@ -149,9 +149,9 @@ def run_once(
     if report.recovered:
         say(f"recovered {len(report.recovered)} unsaved evaluation(s) from an interrupted pass")
     spec = load_spec(config.challenge)
-    teams = load_teams(config.private)
+    teams = load_teams(config.teams_file)
     if not teams:
-        say(f"no teams registered in {config.private / 'teams.yaml'}; add them with `jc team add`")
+        say(f"no teams registered in {config.teams_file}; add them with `jc team add`")
     phase = current_phase(spec, now or dt.datetime.now(dt.UTC), config.split)
     done = ledger.committed_ids(config.results)
     candidates, report.team_errors = discover(teams, config.protocols)
@@ -225,9 +225,9 @@ def evaluate_into(config: RunnerConfig, team_name: str, commit: str, phase: str,
                   output: Path) -> Evaluation:
     """Redo one evaluation into ``output`` (what the ledger's run records call)."""
     ensure_identity()
-    teams = load_teams(config.private)
+    teams = load_teams(config.teams_file)
     if team_name not in teams:
-        raise JcError(f"team {team_name!r} is not registered in {config.private / 'teams.yaml'}")
+        raise JcError(f"team {team_name!r} is not registered in {config.teams_file}")
     ctx = prepare(config, [split])
     eid = evaluation_id(team_name, commit, phase)
     cmd = evaluate_command(config, team_name, commit, phase, split, eid)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import resource
 import signal
 import stat
 import subprocess
@@ -145,6 +144,11 @@ def build_command(
     """The full host command line: prlimit, setpriv (as root), bwrap, then ``argv`` inside."""
     for bind in binds:
         check_bind_source(bind.source)
+    # the root filesystem is bound read-only, so top-level mount points must exist in it
+    for bind in binds:
+        top = Path(bind.target).parts[1]
+        if not os.path.lexists(rootfs / top):
+            (rootfs / top).mkdir(mode=0o755)
     args = launcher.base_bwrap_args(rootfs)
     if os.geteuid() == 0:
         # bwrap itself runs as SANDBOX_UID here; the root-only user-namespace options of
@@ -249,7 +253,3 @@ def run(
         stderr_tail=stderr_tail,
     )
 
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime

@@ -1,0 +1,127 @@
+"""Shared fixtures: real datasets in temporary folders, built once per session."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+DATA = Path(__file__).parent / "data"
+
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "jc test",
+    "GIT_AUTHOR_EMAIL": "test@jc-datalad.invalid",
+    "GIT_COMMITTER_NAME": "jc test",
+    "GIT_COMMITTER_EMAIL": "test@jc-datalad.invalid",
+}
+for _k, _v in _IDENTITY.items():
+    os.environ.setdefault(_k, _v)
+
+
+def _reachable(path: Path) -> None:
+    """The sandbox user must traverse the temp folders; pytest makes them 0700."""
+    for p in [path, *path.parents]:
+        if p == Path("/"):
+            break
+        mode = os.stat(p).st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(p, mode | stat.S_IXOTH | stat.S_IXGRP)
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("session")
+    _reachable(path)
+    return path
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    _reachable(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def minimal_image() -> Path:
+    from jc_datalad import image
+    from jc_datalad.config import default_cache_dir
+
+    return image.build_image(image.RECIPES["minimal"], cache_dir=default_cache_dir() / "images")
+
+
+@pytest.fixture(scope="session")
+def minimal_rootfs(minimal_image) -> Path:
+    from jc_datalad import launcher
+    from jc_datalad.config import default_cache_dir
+
+    return launcher.rootfs_for(minimal_image, cache_root=default_cache_dir() / "rootfs")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    root: Path
+    public: Path
+    private: Path
+    config: Path
+
+
+@pytest.fixture(scope="session")
+def challenge(session_dir, minimal_image) -> Challenge:
+    """A small bacteria challenge with the minimal image (numpy + tifffile only)."""
+    from jc_datalad.challenge import new_challenge
+
+    made = new_challenge("bacteria", session_dir / "org", challenge_id="bacteria-test",
+                         image=str(minimal_image), items=2, hidden_items=4, frames=2, size=48)
+    return Challenge(session_dir / "org", made.public, made.private, made.config)
+
+
+@dataclass(frozen=True)
+class Arena:
+    """One test's own teams file, results ledger and work folder over the shared challenge."""
+
+    challenge: Challenge
+    root: Path
+    config_path: Path
+    teams_file: Path
+
+    @property
+    def config(self):
+        from jc_datalad.config import load_config
+
+        return load_config(self.config_path)
+
+    def team(self, name: str) -> Path:
+        """A registered team with its own bare repository."""
+        from jc_datalad import participant
+        from jc_datalad.teams import add_team
+
+        repo = participant.make_team_repository(self.root / "teams" / f"{name}.git")
+        add_team(self.teams_file, name, str(repo))
+        return repo
+
+    def clone(self, name: str) -> Path:
+        from jc_datalad import participant
+
+        return participant.clone_challenge(self.challenge.public, self.root / "participants" / name)
+
+    def run(self, **kwargs):
+        from jc_datalad.runner import run_once
+
+        return run_once(self.config, **kwargs)
+
+
+@pytest.fixture
+def arena(challenge, work) -> Arena:
+    config = work / "runner.yaml"
+    teams = work / "teams.yaml"
+    teams.write_text("teams: {}\n")
+    config.write_text(yaml.safe_dump({
+        "challenge": str(challenge.public), "private": str(challenge.private),
+        "results": str(work / "results"), "work": str(work / "jc-work"), "teams": str(teams),
+        "workers": 2,
+    }))
+    return Arena(challenge, work, config, teams)

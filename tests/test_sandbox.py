@@ -1,0 +1,182 @@
+"""One test per sandbox rule: each fails if the rule is taken out of the sandbox."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from jc_datalad import sandbox
+from jc_datalad.errors import JcError
+from jc_datalad.evaluate import Refusal, collect_outputs
+
+
+@pytest.fixture
+def tree(work):
+    sub = work / "submission"
+    (sub / "code").mkdir(parents=True)
+    (sub / "code" / "predict.py").write_text("print('hi')\n")
+    out = work / "out"
+    out.mkdir()
+    if os.geteuid() == 0:
+        os.chown(out, sandbox.SANDBOX_UID, sandbox.SANDBOX_UID)
+    sandbox.prepare_mountpoint(sub, "predictions")
+    return sub, out
+
+
+def run(rootfs, tree, script, *, limits=None, name="step"):
+    sub, out = tree
+    binds = [sandbox.Bind(sub, "/submission"), sandbox.Bind(out, "/submission/predictions", writable=True)]
+    return sandbox.run(rootfs, ["python3", "-c", script], binds=binds, workdir="/submission",
+                       limits=limits or sandbox.Limits(time_s=60, memory_bytes=2**30),
+                       log_dir=tree[1].parent / "logs", name=name)
+
+
+def test_no_network(minimal_rootfs, tree):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(5)
+    port = server.getsockname()[1]
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(_accept(server)))
+    thread.start()
+    result = run(minimal_rootfs, tree, f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3)")
+    thread.join()
+    server.close()
+    assert result.status is sandbox.StepStatus.FAILED
+    assert accepted == [None], "the sandbox reached a port on the host"
+    assert "Connection refused" in result.stderr_tail or "unreachable" in result.stderr_tail
+
+
+def _accept(server):
+    try:
+        conn, _ = server.accept()
+        conn.close()
+        return "connected"
+    except OSError:
+        return None
+
+
+def test_no_labels_or_host_files(minimal_rootfs, tree, work):
+    secret = work / "labels" / "hidden_000.tif"
+    secret.parent.mkdir()
+    secret.write_text("truth")
+    result = run(minimal_rootfs, tree, f"print(open({str(secret)!r}).read())")
+    assert result.status is sandbox.StepStatus.FAILED
+    assert "No such file" in result.stderr_tail
+    # the host's home and temp folders are not there: /root is the image's, /tmp is empty
+    result = run(minimal_rootfs, tree, "import os; print(sorted(os.listdir('/root')), os.listdir('/tmp'))",
+                 name="ls")
+    assert result.status is sandbox.StepStatus.OK, result.stderr_tail
+    assert result.stdout_tail.strip() == "['.bashrc', '.profile'] []"
+
+
+def test_submission_is_read_only_and_output_writable(minimal_rootfs, tree):
+    sub, out = tree
+    result = run(minimal_rootfs, tree, "open('code/planted.txt', 'w').write('x')")
+    assert result.status is sandbox.StepStatus.FAILED
+    assert "Read-only file system" in result.stderr_tail
+    assert not (sub / "code" / "planted.txt").exists()
+    result = run(minimal_rootfs, tree, "open('predictions/a.txt', 'w').write('x')", name="ok")
+    assert result.status is sandbox.StepStatus.OK, result.stderr_tail
+    assert (out / "a.txt").read_text() == "x"
+
+
+def test_non_root_inside_and_outside(minimal_rootfs, tree):
+    sub, out = tree
+    result = run(minimal_rootfs, tree, "import os; print(os.getuid(), os.geteuid()); "
+                 "open('predictions/who', 'w').write('me')")
+    assert result.status is sandbox.StepStatus.OK, result.stderr_tail
+    uid, euid = map(int, result.stdout_tail.split())
+    assert uid != 0 and euid != 0
+    if os.geteuid() == 0:
+        assert (out / "who").stat().st_uid == sandbox.SANDBOX_UID
+
+
+def test_no_capabilities(minimal_rootfs, tree):
+    result = run(minimal_rootfs, tree, "print(open('/proc/self/status').read())")
+    caps = {line.split(":")[0]: line.split(":")[1].strip() for line in result.stdout_tail.splitlines()
+            if line.startswith("Cap")}
+    assert caps["CapEff"] == "0000000000000000"
+    assert caps["CapBnd"] == "0000000000000000"
+
+
+def test_clean_environment(minimal_rootfs, tree, monkeypatch):
+    monkeypatch.setenv("JC_SECRET_TOKEN", "hunter2")
+    result = run(minimal_rootfs, tree, "import os; print(sorted(os.environ))")
+    assert result.status is sandbox.StepStatus.OK
+    assert "JC_SECRET_TOKEN" not in result.stdout_tail
+    assert "hunter2" not in result.stdout_tail
+
+
+def test_time_limit_kills_everything(minimal_rootfs, tree):
+    script = ("import signal, subprocess, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              "subprocess.Popen(['sleep', '60']); time.sleep(60)")
+    result = run(minimal_rootfs, tree, script, limits=sandbox.Limits(time_s=1, memory_bytes=2**30))
+    assert result.status is sandbox.StepStatus.TIMEOUT
+    assert result.wall_s < 10
+
+
+def test_memory_limit(minimal_rootfs, tree):
+    result = run(minimal_rootfs, tree, "x = bytearray(800 * 2**20); print(len(x))",
+                 limits=sandbox.Limits(time_s=60, memory_bytes=300 * 2**20))
+    assert result.status is sandbox.StepStatus.MEMORY
+
+
+def test_file_size_limit(minimal_rootfs, tree):
+    result = run(minimal_rootfs, tree, "open('predictions/big', 'wb').write(b'x' * 5 * 2**20)",
+                 limits=sandbox.Limits(time_s=60, memory_bytes=2**30, file_bytes=2**20))
+    assert result.status is sandbox.StepStatus.FAILED
+    assert (tree[1] / "big").stat().st_size <= 2**20
+
+
+def test_process_limit(minimal_rootfs, tree):
+    script = ("import subprocess\nps = []\nfor i in range(60):\n"
+              "    ps.append(subprocess.Popen(['sleep', '5']))\nprint('spawned', len(ps))")
+    result = run(minimal_rootfs, tree, script,
+                 limits=sandbox.Limits(time_s=60, memory_bytes=2**30, processes=20))
+    assert result.status is sandbox.StepStatus.FAILED
+    assert "Resource temporarily unavailable" in result.stderr_tail or "BlockingIOError" in result.stderr_tail
+
+
+def test_symlinked_bind_source_is_refused(work):
+    real = work / "real"
+    real.mkdir()
+    (work / "link").symlink_to(real)
+    with pytest.raises(JcError, match="symlink"):
+        sandbox.check_bind_source(work / "link")
+
+
+def test_symlinked_mountpoint_in_submission_is_refused(work):
+    sub = work / "sub"
+    sub.mkdir()
+    (sub / "inputs").symlink_to("/etc")
+    with pytest.raises(JcError, match="symlink"):
+        sandbox.prepare_mountpoint(sub, "inputs/test")
+
+
+def test_outputs_come_back_as_regular_files_only(work):
+    out = work / "out"
+    out.mkdir()
+    (out / "a.tif").write_bytes(b"ok")
+    (out / "b.tif").symlink_to("/etc/passwd")
+    with pytest.raises(Refusal, match="b.tif is a symlink"):
+        collect_outputs(out, work / "copy", 2**20)
+    (out / "b.tif").unlink()
+    os.mkfifo(out / "c.tif")
+    with pytest.raises(Refusal, match="not a regular file"):
+        collect_outputs(out, work / "copy2", 2**20)
+    (out / "c.tif").unlink()
+    assert collect_outputs(out, work / "copy3", 2**20) == ["a.tif"]
+    assert not (work / "copy3" / "a.tif").is_symlink()
+    with pytest.raises(Refusal, match="output limit"):
+        collect_outputs(out, work / "copy4", 1)
+
+
+def test_bind_sources_exist_for_build(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        sandbox.check_bind_source(Path(tmp_path) / "missing")
