@@ -11,7 +11,7 @@ What it does, in order:
 
 1. unpacks IMAGE (a tarball of a Debian root filesystem) once into a cache,
    ``$JC_CACHE_DIR/rootfs`` or ``~/.cache/jc-datalad/rootfs``, keyed by the
-   image's git-annex key (or its sha256);
+   image's git-annex key (or its size and sha256);
 2. starts bubblewrap with that root filesystem read-only as ``/``, a private
    ``/tmp``, no network, no capabilities, a clean environment, and the current
    directory (the dataset) writable at the same path;
@@ -80,14 +80,16 @@ def find_bwrap() -> str:
 
 
 def default_cache_root() -> Path:
-    """``$JC_CACHE_DIR/rootfs``, else ``~/.cache/jc-datalad/rootfs``."""
+    """``$JC_CACHE_DIR/rootfs``, else ``~/.cache/jc-datalad/rootfs`` (or under ``$XDG_CACHE_HOME``)."""
     root = os.environ.get("JC_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "jc-datalad"
-    return base / "rootfs"
+    if root:
+        return Path(root) / "rootfs"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "jc-datalad" / "rootfs"
 
 
 def content_key(image: Path) -> str:
-    """The image's git-annex key if it is an annexed symlink, else ``sha256-<hex>``."""
+    """The image's git-annex key if it is an annexed symlink, else ``SHA256E-s<size>--<sha256>``."""
     if not os.path.lexists(image):
         raise LaunchError(f"no container image at {image}: is this the dataset's root directory?")
     if image.is_symlink() and not image.exists():
@@ -99,11 +101,13 @@ def content_key(image: Path) -> str:
         target = os.readlink(image)
         if "/annex/objects/" in target.replace(os.sep, "/"):
             return os.path.basename(target)
+    # the key git-annex gives this content under a name without extension,
+    # as `.datalad/environments/<name>/image` has: both share one rootfs
     digest = hashlib.sha256()
     with open(image, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return "sha256-" + digest.hexdigest()
+    return f"SHA256E-s{os.path.getsize(image)}--{digest.hexdigest()}"
 
 
 def rootfs_for(image: Path, cache_root: Path | None = None) -> Path:
