@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from jc_datalad import config
 from jc_datalad.errors import JcError
 
 logger = logging.getLogger(__name__)
@@ -143,10 +144,8 @@ RECIPES: dict[str, ImageRecipe] = {
 
 
 def default_cache_dir() -> Path:
-    """``$JC_CACHE_DIR/images``, else ``~/.cache/jc-datalad/images``."""
-    root = os.environ.get("JC_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "jc-datalad"
-    return base / "images"
+    """``images/`` in the machine's cache (:func:`jc_datalad.config.default_cache_dir`)."""
+    return config.default_cache_dir() / "images"
 
 
 def build_image(
