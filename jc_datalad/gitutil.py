@@ -31,7 +31,13 @@ class GitError(JcError):
 
 
 def ensure_identity() -> None:
-    """Give git an identity when the machine has none, so commits never fail on a fresh machine."""
+    """Prepare the process for git and DataLad.
+
+    git-annex comes with the Python environment (PyPI's git-annex); DataLad finds it only on
+    PATH, so the interpreter's bin folder goes there. Git gets an identity when the machine
+    has none, so commits never fail on a fresh machine.
+    """
+    os.environ["PATH"] = env_with_annex_on_path()["PATH"]
     probe = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True)
     if probe.returncode != 0 and "GIT_AUTHOR_EMAIL" not in os.environ:
         for key, value in _IDENTITY.items():

@@ -80,7 +80,7 @@ def merge_base(repo: Path, a: str, b: str) -> str | None:
 def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) -> Inspection:
     """Check the changes ``base..head`` of a clone at ``repo`` against the challenge's rules."""
     problems: list[str] = []
-    raw = git(["diff", "--no-renames", "--no-ext-diff", "--raw", "-z", base, head], repo, binary=True).stdout
+    raw = git(["diff", "--no-renames", "--no-ext-diff", "--raw", "--no-abbrev", "-z", base, head], repo, binary=True).stdout
     fields = raw.decode("utf-8", errors="surrogateescape").split("\0")
     changes: list[tuple[str, str, str, str]] = []  # (status, new mode, new sha, path)
     i = 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jc_datalad.config import TEAMS_FILE, Team, load_teams, save_teams
 from jc_datalad.errors import JcError
+from jc_datalad.gitutil import ensure_identity
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -19,6 +20,7 @@ def add_team(teams_file: Path, name: str, repository: str, members: tuple[str, .
     """
     import datalad.api as dl
 
+    ensure_identity()
     if not _NAME.match(name) or "--" in name:
         raise JcError(f"team name {name!r}: use letters, digits, '.', '_' or single '-' (at most 63)")
     if teams_file.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,3 +126,7 @@ def arena(challenge, work) -> Arena:
         "workers": 2,
     }))
     return Arena(challenge, work, config, teams)
+
+
+# git-annex ships in the venv; DataLad looks for it on PATH
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")

@@ -225,3 +225,12 @@ def test_readme_renders() -> None:
     assert "datalad containers-run -n jc-env" in text
     assert "`sbd` (primary)" in text
     assert "(3, 128, 128)" in text
+
+
+def test_small_fields_terminate():
+    """A field too small for the requested cells fills up and stops, instead of looping forever."""
+    from challenge_templates.bacteria.generate import Sizes, generate_item
+
+    image, labels = generate_item(3, Sizes(items=1, frames=2, height=32, width=32, cells=40))
+    assert image.shape == labels.shape == (2, 32, 32)
+    assert labels.max() >= 1

@@ -269,7 +269,10 @@ def generate_item(seed: int, sizes: Sizes) -> tuple[np.ndarray, np.ndarray]:
     """
     rng = np.random.default_rng(seed)
     colony = _Colony(rng, sizes)
-    while len(colony) < sizes.cells:
+    # a small field fills up before it holds `cells` cells: confluence stops growth, so bound the steps
+    for _ in range(20 * STEPS_PER_DOUBLING):
+        if len(colony) >= sizes.cells:
+            break
         colony.step()
     light = _illumination(rng, sizes.height, sizes.width)
     photons = rng.uniform(900, 1600)
