@@ -114,8 +114,10 @@ def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) ->
     if blobs:
         sizes = _object_sizes(repo, list(blobs.values()))
         links = _read_links(repo, [blobs[p] for p, _ in _modes(changes, "120000")])
+        regenerated = spec.interface.outputs
         for path, _ in _modes(changes, "120000"):
-            if path not in blobs:
+            if path not in blobs or _under(path, regenerated):
+                # the runner regenerates the output folder; what was committed there is never read
                 continue
             target = links.get(blobs[path], "")
             key = annex_target_key(path, target)

@@ -185,8 +185,10 @@ def test_one_broken_submission_does_not_stop_the_pass(arena):
     participant.push_submission(clone_ok, repo_ok, "s1")
     repo_bad = arena.team("crasher")
     clone_bad = arena.clone("crasher")
-    participant.record_prediction(clone_bad, files={"code/predict.py": "import sys\nfrom pathlib import Path\n"
-                                                     "Path(sys.argv[2]).mkdir(exist_ok=True)\n"})
+    # writes predictions for the public inputs only: fine locally, missing files on the hidden ones
+    code = ("import sys\nfrom pathlib import Path\nout = Path(sys.argv[2]); out.mkdir(exist_ok=True)\n"
+            "for p in Path(sys.argv[1]).glob('test_*.tif'):\n    (out / p.name).write_bytes(b'')\n")
+    participant.record_prediction(clone_bad, files={"code/predict.py": code})
     participant.push_submission(clone_bad, repo_bad, "s1")
     by_team = {ev.team: ev for ev in arena.run().evaluations}
     assert by_team["good"].status is Status.EVALUATED
@@ -202,7 +204,8 @@ def test_time_limit_from_the_spec_applies(arena, monkeypatch):
     repo = arena.team("sleeper")
     clone = arena.clone("sleeper")
     # sleeps only on the hidden inputs, so the participant's own run is quick
-    code = ("import sys, time\nfrom pathlib import Path\nPath(sys.argv[2]).mkdir(exist_ok=True)\n"
+    code = ("import sys, time\nfrom pathlib import Path\nout = Path(sys.argv[2]); out.mkdir(exist_ok=True)\n"
+            "(out / 'done.txt').write_text('done')\n"
             "if any(p.name.startswith('hidden') for p in Path(sys.argv[1]).iterdir()):\n    time.sleep(30)\n")
     participant.record_prediction(clone, files={"code/predict.py": code})
     participant.push_submission(clone, repo, "s1")
