@@ -28,7 +28,13 @@ from jc_datalad.config import RunnerConfig, Team, default_cache_dir
 from jc_datalad.errors import JcError
 from jc_datalad.gitutil import annex_key_of_link, env_with_annex_on_path, git, git_out
 from jc_datalad.inspection import commits_between, inspect_submission, merge_base
-from jc_datalad.provenance import ProvenanceError, RecordedStep, call_prefix_pattern, expand_command, iter_steps
+from jc_datalad.provenance import (
+    ProvenanceError,
+    RecordedStep,
+    call_prefix_pattern,
+    expand_command,
+    iter_steps,
+)
 from jc_datalad.records import Evaluation, Status, evaluation_id, utcnow
 from jc_datalad.spec import ChallengeSpec, load_spec
 
@@ -98,7 +104,7 @@ def _dataset_identity(path: Path) -> tuple[str, str]:
 
 def _sandbox_readable(path: Path) -> None:
     """Make a staged tree readable by the sandbox user, and check it can reach it."""
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)

@@ -11,7 +11,7 @@ from typing import Any
 RECORD_FORMAT = 1
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     EVALUATED = "evaluated"  #: re-executed and scored
     FAILED = "failed"  #: the command failed, timed out, ran out of memory, or wrote invalid output
     REFUSED = "refused"  #: inspection or provenance checks refused it; nothing ran

@@ -23,7 +23,13 @@ from jc_datalad import ledger
 from jc_datalad.config import RunnerConfig, Team, load_teams
 from jc_datalad.errors import JcError
 from jc_datalad.evaluate import Context, evaluate, prepare
-from jc_datalad.gitutil import GitError, ensure_identity, env_with_annex_on_path, git_out, ls_remote_heads
+from jc_datalad.gitutil import (
+    GitError,
+    ensure_identity,
+    env_with_annex_on_path,
+    git_out,
+    ls_remote_heads,
+)
 from jc_datalad.records import Evaluation, Status, evaluation_id, utcnow
 from jc_datalad.spec import ChallengeSpec, load_spec
 

@@ -36,7 +36,7 @@ SANDBOX_ROOT = "/submission"
 TAIL_BYTES = 4000
 
 
-class StepStatus(str, enum.Enum):
+class StepStatus(enum.StrEnum):
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,13 +26,13 @@ SPEC_FILE = "challenge.yaml"
 DENIED_PATHS = (".datalad", ".gitmodules", ".gitattributes", ".git", ".noannex")
 
 
-class ChallengeType(str, Enum):
+class ChallengeType(StrEnum):
     RESULTS = "results"
     INFERENCE = "inference"
     TRAINING = "training"
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     MAX = "max"
     MIN = "min"
 

@@ -10,7 +10,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 from conftest import DATA
 
 from jc_datalad import participant

@@ -9,7 +9,14 @@ import yaml
 from click.testing import CliRunner
 
 from jc_datalad.cli import main
-from jc_datalad.spec import ChallengeType, SpecError, load_spec, parse_duration, parse_size, parse_spec
+from jc_datalad.spec import (
+    ChallengeType,
+    SpecError,
+    load_spec,
+    parse_duration,
+    parse_size,
+    parse_spec,
+)
 
 TEMPLATE = Path(__file__).parents[1] / "challenge_templates" / "bacteria" / "challenge.yaml.j2"
 
