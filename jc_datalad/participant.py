@@ -62,13 +62,13 @@ def record_prediction(
        cwd=clone)
 
 
-def push_submission(clone: Path, team_repository: Path | str, branch: str) -> str:
+def push_submission(clone: Path, team_repository: Path | str, branch: str, remote: str = "team") -> str:
     """Push the current head as ``branch`` to the team's repository; return the commit."""
     remotes = sh(["git", "remote"], cwd=clone).split()
-    if "team" not in remotes:
-        sh(["datalad", "siblings", "add", "-s", "team", "--url", str(team_repository)], cwd=clone)
+    if remote not in remotes:
+        sh(["datalad", "siblings", "add", "-s", remote, "--url", str(team_repository)], cwd=clone)
     current = sh(["git", "branch", "--show-current"], cwd=clone).strip()
     if current != branch:
         sh(["git", "checkout", "-q", "-B", branch], cwd=clone)
-    sh(["datalad", "push", "--to", "team"], cwd=clone)
+    sh(["datalad", "push", "--to", remote], cwd=clone)
     return sh(["git", "rev-parse", "HEAD"], cwd=clone).strip()
