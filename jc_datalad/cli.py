@@ -37,6 +37,8 @@ def main(verbose: int) -> None:
     """jc-datalad: data challenges as DataLad datasets, evaluated by sandboxed re-execution."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # DataLad reports every step at INFO; its messages matter here only when asked for with -vv
+    logging.getLogger("datalad").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
 # -- challenge ---------------------------------------------------------------

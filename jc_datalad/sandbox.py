@@ -32,7 +32,7 @@ lgr = logging.getLogger(__name__)
 
 #: Host uid/gid the sandbox runs as when the runner is root.
 SANDBOX_UID = 65534
-SANDBOX_ROOT = "/submission"
+SANDBOX_ROOT = launcher.DATASET_ROOT
 TAIL_BYTES = 4000
 
 
