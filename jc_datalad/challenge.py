@@ -22,7 +22,7 @@ import jinja2
 from jc_datalad import launcher
 from jc_datalad.config import default_cache_dir, save_teams, write_config
 from jc_datalad.errors import JcError
-from jc_datalad.gitutil import ensure_identity
+from jc_datalad.gitutil import ensure_identity, git
 from jc_datalad.spec import load_spec
 
 lgr = logging.getLogger(__name__)
@@ -115,6 +115,9 @@ def new_challenge(
     }
     say(f"creating the public dataset {public}")
     dl.create(path=str(public), cfg_proc=["text2git"], result_renderer="disabled")
+    # SHA256E keys: the image's key then equals the one `jc image build` files it under,
+    # so the organizer's runner and the tests share one unpacked root filesystem
+    git(["config", "annex.backend", "SHA256E"], public)
     (public / "challenge.yaml").write_text(env.get_template("challenge.yaml.j2").render(**variables))
     spec = load_spec(public)
     variables.update(metrics=list(spec.metrics.columns), primary=spec.metrics.primary)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,8 +38,9 @@ def main(verbose: int) -> None:
     """jc-datalad: data challenges as DataLad datasets, evaluated by sandboxed re-execution."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # DataLad reports every step at INFO; its messages matter here only when asked for with -vv
-    logging.getLogger("datalad").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    # DataLad reports every step at INFO; its messages matter here only when asked for with -vv.
+    # It reads its level when first imported, which happens later, inside the library.
+    os.environ.setdefault("DATALAD_LOG_LEVEL", "debug" if verbose >= 2 else "warning")
 
 
 # -- challenge ---------------------------------------------------------------
