@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,8 +72,6 @@ def dataset_id(path: Path) -> str:
 
 def run_record_message(results: Path, evaluation: Evaluation, cmd: list[str]) -> str:
     """A commit message holding a DataLad run record that redoes ``evaluation``."""
-    import shlex
-
     record = {
         "chain": [],
         "cmd": " ".join(shlex.quote(c) for c in cmd),
@@ -97,36 +96,31 @@ def write_record(folder: Path, evaluation: Evaluation) -> None:
 
 def commit(results: Path, incoming: Path, evaluation: Evaluation, cmd: list[str]) -> None:
     """Move a finished evaluation into place and save it with its run record."""
-    import datalad.api as dl
-
     final = results / EVALUATIONS / evaluation.id
     final.parent.mkdir(exist_ok=True)
     if final.exists():
         # left by a crash between rename and save: the new one replaces it
         shutil.rmtree(final)
     os.replace(incoming, final)
-    message = run_record_message(results, evaluation, cmd)
-    _save(dl, results, [final], message)
+    _save(results, [final], run_record_message(results, evaluation, cmd))
 
 
-def _save(dl, results: Path, paths: list[Path], message: str) -> None:
-    res = dl.save(
-        dataset=str(results),
-        path=[str(p) for p in paths],
-        message=message,
-        result_renderer="disabled",
-        on_failure="ignore",
-        return_type="list",
-    )
-    failed = [r for r in res if r.get("status") not in ("ok", "notneeded")]
-    if failed:
-        raise JcError(f"{results}: saving failed: {failed[0].get('message')}")
+def _save(results: Path, paths: list[Path], message: str) -> None:
+    """Commit ``paths``: large and binary files annexed, text in git (the dataset's text2git rules).
+
+    git-annex and git directly: a tenth of what ``datalad save`` costs per evaluation, and the
+    commit is the same DataLad sees (its message carries the run record).
+    """
+    rel = [str(p.relative_to(results)) for p in paths]
+    try:
+        git(["annex", "add", "--quiet", "--", *rel], results)
+        git(["commit", "--quiet", "--no-verify", "-m", message, "--", *rel], results)
+    except JcError as exc:
+        raise JcError(f"{results}: saving {', '.join(rel)} failed: {exc}") from None
 
 
 def recover(results: Path) -> list[str]:
     """Save complete evaluations a crash left unsaved; drop half-assembled ones. Returns saved ids."""
-    import datalad.api as dl
-
     shutil.rmtree(results / INCOMING, ignore_errors=True)
     evaluations = results / EVALUATIONS
     if not evaluations.is_dir():
@@ -141,8 +135,9 @@ def recover(results: Path) -> list[str]:
             shutil.rmtree(folder)
             continue
         evaluation = Evaluation.from_dict(json.loads(record.read_text()))
-        cmd = evaluation.reproduce[-1].split() if evaluation.reproduce else ["true"]
-        _save(dl, results, [folder], run_record_message(results, evaluation, cmd))
+        # the first reproduce line is the command the run record holds
+        cmd = shlex.split(evaluation.reproduce[0]) if evaluation.reproduce else ["true"]
+        _save(results, [folder], run_record_message(results, evaluation, cmd))
         saved.append(folder.name)
     return saved
 
