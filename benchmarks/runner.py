@@ -66,11 +66,14 @@ def setup(root: Path, n: int) -> tuple[Path, Path, list[tuple[str, str]]]:
     made = new_challenge("bacteria", root / "org", challenge_id="bench", image=str(img), items=2,
                          hidden_items=4, frames=2, size=48)
     clone = participant.clone_challenge(made.public, root / "participant")
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
     submissions = []
     for i in range(n):
         team = f"team{i:02d}"
         repo = participant.make_team_repository(root / "teams" / f"{team}.git")
         add_team(made.private, team, str(repo))
+        # every submission starts from the challenge: one recorded step each
+        sh(["git", "checkout", "-q", "-b", f"{team}-1", base], cwd=clone)
         participant.record_prediction(clone, files={"code/predict.py": TRIVIAL.format(n=i)},
                                       message=f"submission {i}")
         commit = participant.push_submission(clone, repo, f"{team}-1", remote=team)
