@@ -129,18 +129,62 @@ def _teams_of(config: Path) -> Path:
     return load_config(config).teams_file
 
 
+_CONFIG = click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+                       show_default=True, help="Runner configuration file.")
+
+
 @team.command("add")
 @click.argument("name")
 @click.option("--repository", required=True, help="The team's own submission repository (URL or path).")
 @click.option("--member", "members", multiple=True, help="A member (repeat for several).")
-@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
-              show_default=True, help="Runner config naming the private dataset.")
-def team_add(name: str, repository: str, members: tuple[str, ...], config: Path) -> None:
-    """Register team NAME with its submission repository (saved in the private dataset)."""
+@click.option("--key", "keys", multiple=True,
+              help="An SSH public key allowed to sign the team's submissions: a .pub file or the key text.")
+@_CONFIG
+def team_add(name: str, repository: str, members: tuple[str, ...], keys: tuple[str, ...], config: Path) -> None:
+    """Register team NAME with its submission repository and signing keys (in the private dataset)."""
     from jc_datalad.teams import add_team
 
-    path = add_team(_teams_of(config), name, repository, members)
+    path = add_team(_teams_of(config), name, repository, members, keys)
     click.echo(f"team {name} registered in {path}")
+
+
+@team.command("check")
+@_CONFIG
+def team_check(config: Path) -> None:
+    """Check teams.yaml: names, one repository and distinct keys per team, merge targets."""
+    from jc_datalad.config import load_teams
+    from jc_datalad.signing import normalize_key
+    from jc_datalad.teams import check_teams
+
+    teams = load_teams(_teams_of(config))
+    problems = check_teams(teams)
+    for t in teams.values():
+        for key in t.keys:
+            try:
+                normalize_key(key)
+            except JcError as exc:
+                problems.append(f"team {t.name}: {exc}")
+    for p in problems:
+        click.echo(f"problem: {p}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{len(teams)} team(s): ok")
+
+
+@team.command("merge")
+@click.argument("into")
+@click.argument("other")
+@_CONFIG
+def team_merge(into: str, other: str, config: Path) -> None:
+    """Merge team OTHER into INTO before the challenge's merge deadline."""
+    from jc_datalad.config import load_config
+    from jc_datalad.spec import load_spec
+    from jc_datalad.teams import merge_teams
+
+    cfg = load_config(config)
+    spec = load_spec(cfg.challenge)
+    merge_teams(cfg.teams_file, into, other, deadline=spec.teams.merge_deadline)
+    click.echo(f"team {other} merged into {into}: their submissions and quotas now count together")
 
 
 @team.command("list")
@@ -185,6 +229,22 @@ def runner_run(config: Path, once: bool, workers: int | None, as_json: bool) -> 
         _echo_json(report.as_dict())
         return
     click.echo(f"pass done in {report.wall_s:.2f} s: {len(report.evaluations)} new evaluation(s)")
+
+
+@runner.command("override")
+@click.argument("action", type=click.Choice(["disqualify", "disqualify-team", "readmit", "extend"]))
+@click.argument("target")
+@click.option("--reason", required=True, help="Why: recorded in the results dataset and shown.")
+@click.option("--end", help="For extend: the phase's new end (ISO date or time, UTC).")
+@_CONFIG
+def runner_override(action: str, target: str, reason: str, end: str | None, config: Path) -> None:
+    """Organizer override with an audit trail: disqualify an evaluation or a team, re-admit an
+    evaluation, or extend a phase (TARGET is an evaluation id, a team or a phase)."""
+    from jc_datalad.config import load_config
+    from jc_datalad.runner import override
+
+    entry = override(load_config(config), action, target, reason=reason, end=end)
+    click.echo(f"recorded: {entry['action']} {entry['target']}: {entry['reason']}")
 
 
 @runner.command("evaluate")

@@ -24,6 +24,7 @@ class Team:
     repository: str
     members: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
+    merged_into: str | None = None  #: set when the team merged into another; its submissions count there
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def load_teams(path: Path) -> dict[str, Team]:
             repository=str(entry["repository"]),
             members=tuple(entry.get("members") or ()),
             keys=tuple(entry.get("keys") or ()),
+            merged_into=entry.get("merged_into"),
         )
     return out
 
@@ -130,7 +132,12 @@ def save_teams(path: Path, teams: dict[str, Team]) -> Path:
     """Write ``teams.yaml`` (``path`` may be the private dataset folder)."""
     if path.is_dir():
         path = path / TEAMS_FILE
-    data = {"teams": {t.name: {"repository": t.repository, "members": list(t.members), "keys": list(t.keys)}
-                      for t in sorted(teams.values(), key=lambda t: t.name)}}
+    def entry(t: Team) -> dict:
+        e = {"repository": t.repository, "members": list(t.members), "keys": list(t.keys)}
+        if t.merged_into:
+            e["merged_into"] = t.merged_into
+        return e
+
+    data = {"teams": {t.name: entry(t) for t in sorted(teams.values(), key=lambda t: t.name)}}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -130,6 +130,22 @@ def ls_remote_heads(url: str, protocols: Sequence[str] = DEFAULT_PROTOCOLS) -> d
     return heads
 
 
+def ls_remote_tags(url: str, protocols: Sequence[str] = DEFAULT_PROTOCOLS) -> dict[str, str]:
+    """Tag name -> the commit it points to (annotated tags peeled)."""
+    out = git_out(["ls-remote", "--tags", url], protocols=protocols, timeout=120)
+    tags: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if not ref.startswith("refs/tags/"):
+            continue
+        name = ref[len("refs/tags/"):]
+        if name.endswith("^{}"):
+            tags[name[:-3]] = sha  # the peeled commit wins over the tag object
+        else:
+            tags.setdefault(name, sha)
+    return tags
+
+
 def annex_key_of_link(target: str) -> str:
     """The annex key named by a symlink target (its last path component)."""
     return target.rstrip("/").rsplit("/", 1)[-1]

@@ -153,3 +153,61 @@ def iter_records(results: Path) -> Iterator[tuple[Path, Evaluation | Exception]]
             yield path, Evaluation.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError) as exc:
             yield path, exc
+
+
+# -- first-seen times and organizer overrides: append-only, committed ---------------------
+
+SEEN = "submissions/seen.jsonl"
+OVERRIDES = "overrides.jsonl"
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _append_jsonl(results: Path, rel: str, entries: list[dict], message: str) -> None:
+    path = results / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for entry in entries:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    _save(results, [path], message)
+
+
+def load_seen(results: Path) -> dict[tuple[str, str], dict]:
+    """(repository team, commit) -> the entry written when the runner first saw that head.
+
+    The runner's clock decides; an entry is written once and never rewritten.
+    """
+    seen: dict[tuple[str, str], dict] = {}
+    for entry in _read_jsonl(results / SEEN):
+        seen.setdefault((entry["team"], entry["commit"]), entry)
+    return seen
+
+
+def record_seen(results: Path, entries: list[dict]) -> None:
+    if entries:
+        _append_jsonl(results, SEEN, entries, f"First seen: {len(entries)} new submission head(s)")
+
+
+def load_overrides(results: Path) -> list[dict]:
+    return _read_jsonl(results / OVERRIDES)
+
+
+def record_override(results: Path, entry: dict) -> None:
+    what = entry["action"] + " " + str(entry.get("target", ""))
+    _append_jsonl(results, OVERRIDES, [entry], f"Organizer override: {what.strip()}: {entry['reason']}")
+
+
+def write_json(results: Path, rel: str, data: dict, message: str) -> bool:
+    """Write and commit a JSON file when its content changed; True if it did."""
+    path = results / rel
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    _save(results, [path], message)
+    return True

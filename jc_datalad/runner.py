@@ -16,10 +16,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jc_datalad import ledger
+from jc_datalad import admission, ledger, standings
+from jc_datalad.admission import Candidate
 from jc_datalad.config import RunnerConfig, Team, load_teams
 from jc_datalad.errors import JcError
 from jc_datalad.evaluate import Context, evaluate, prepare
@@ -27,32 +28,17 @@ from jc_datalad.gitutil import (
     GitError,
     ensure_identity,
     env_with_annex_on_path,
+    git,
     git_out,
     ls_remote_heads,
+    ls_remote_tags,
 )
-from jc_datalad.records import Evaluation, Status, evaluation_id, utcnow
+from jc_datalad.records import Evaluation, Status, evaluation_id
 from jc_datalad.spec import ChallengeSpec, load_spec
 
 lgr = logging.getLogger(__name__)
 
 IGNORED_BRANCHES = ("git-annex",)
-CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A submission head found in a team's repository."""
-
-    team: Team
-    commit: str
-    branches: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PhaseChoice:
-    name: str
-    split: str
-    open: bool
 
 
 @dataclass
@@ -65,6 +51,7 @@ class PassReport:
     team_errors: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     prepare_s: float = 0.0
+    standings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -74,17 +61,8 @@ class PassReport:
             "team_errors": self.team_errors,
             "wall_s": round(self.wall_s, 3),
             "prepare_s": round(self.prepare_s, 3),
+            "standings": self.standings,
         }
-
-
-def current_phase(spec: ChallengeSpec, now: dt.datetime, default_split: str) -> PhaseChoice:
-    """The phase open at ``now`` (the runner's clock); without phases, one open phase 'main'."""
-    if not spec.phases:
-        return PhaseChoice("main", default_split, True)
-    for phase in spec.phases:
-        if phase.start <= now < phase.end:
-            return PhaseChoice(phase.name, phase.split, True)
-    return PhaseChoice(CLOSED, spec.phases[-1].split, False)
 
 
 def discover(teams: dict[str, Team], protocols: tuple[str, ...]) -> tuple[list[Candidate], list[str]]:
@@ -121,21 +99,21 @@ def _reproduce_lines(config: RunnerConfig, cand: Candidate, cmd: list[str], eid:
     ]
 
 
-def _rejected(ctx_spec: ChallengeSpec, config: RunnerConfig, cand: Candidate, phase: PhaseChoice,
-              reason: str, first_seen: str) -> Evaluation:
-    eid = evaluation_id(cand.team.name, cand.commit, phase.name)
+def _rejected(spec: ChallengeSpec, config: RunnerConfig, d: admission.Decision) -> Evaluation:
+    cand = d.candidate
     return Evaluation(
-        id=eid,
-        challenge={**ctx_spec.summary(), "commit": git_out(["rev-parse", "HEAD"], config.challenge)},
-        team=cand.team.name,
+        id=d.eval_id,
+        challenge={**spec.summary(), "commit": git_out(["rev-parse", "HEAD"], config.challenge)},
+        team=d.team,
         submission={"repository": cand.team.repository, "commit": cand.commit,
-                    "branches": list(cand.branches), "first_seen": first_seen},
-        phase=phase.name,
-        split=phase.split,
+                    "branches": list(cand.branches), "first_seen": d.first_seen,
+                    "repository_team": cand.team.name},
+        phase=d.phase,
+        split=d.split,
         status=Status.REJECTED,
-        reason=reason,
-        started=first_seen,
-        finished=first_seen,
+        reason=d.reason,
+        started=d.first_seen,
+        finished=d.first_seen,
     )
 
 
@@ -146,9 +124,14 @@ def run_once(
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PassReport:
-    """One pass over every team repository. Returns what was evaluated."""
+    """One pass over every team repository. Returns what was recorded.
+
+    ``now`` is the runner's clock (injectable for tests): it stamps newly seen heads and
+    decides which phases have ended.
+    """
     say = progress or (lambda msg: None)
     start = time.perf_counter()
+    now = now or dt.datetime.now(dt.UTC)
     ensure_identity()
     ledger.create_results(config.results)
     report = PassReport(recovered=ledger.recover(config.results))
@@ -158,48 +141,62 @@ def run_once(
     teams = load_teams(config.teams_file)
     if not teams:
         say(f"no teams registered in {config.teams_file}; add them with `jc team add`")
-    phase = current_phase(spec, now or dt.datetime.now(dt.UTC), config.split)
-    done = ledger.committed_ids(config.results)
     candidates, report.team_errors = discover(teams, config.protocols)
     for err in report.team_errors:
         say(err)
-    new = [c for c in candidates if evaluation_id(c.team.name, c.commit, phase.name) not in done]
-    report.already_done = len(candidates) - len(new)
-    say(f"phase {phase.name}: {len(candidates)} submission head(s), {len(new)} new, "
-        f"{report.already_done} already in the ledger")
-    if not new:
-        report.wall_s = time.perf_counter() - start
-        return report
 
-    first_seen = utcnow()
-    if not phase.open:
-        for cand in new:
-            ev = _rejected(spec, config, cand, phase, f"first seen at {first_seen}, outside every phase "
-                           "of the challenge", first_seen)
+    seen = ledger.load_seen(config.results)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    fresh = [{"team": c.team.name, "commit": c.commit, "branches": list(c.branches),
+              "repository": c.team.repository, "first_seen": stamp}
+             for c in candidates if (c.team.name, c.commit) not in seen]
+    ledger.record_seen(config.results, fresh)
+    seen = ledger.load_seen(config.results)
+
+    records = [r for _, r in ledger.iter_records(config.results) if isinstance(r, Evaluation)]
+    overrides = ledger.load_overrides(config.results)
+    decisions = admission.decide(candidates, config=config, spec=spec, teams=teams, seen=seen,
+                                 records=records, overrides=overrides,
+                                 done=ledger.committed_ids(config.results))
+    admitted = [d for d in decisions if d.admitted]
+    report.already_done = len(candidates) - len(decisions)
+    say(f"{len(candidates)} submission head(s): {len(admitted)} to evaluate, "
+        f"{len(decisions) - len(admitted)} rejected, {report.already_done} already in the ledger")
+    for d in decisions:
+        if not d.admitted:
+            ev = _rejected(spec, config, d)
             _commit(config, ev, ledger.incoming_dir(config.results, ev.id), [])
             report.evaluations.append(ev)
-            say(f"{cand.team.name} {cand.commit[:12]}: rejected: {ev.reason}")
-        report.wall_s = time.perf_counter() - start
-        return report
+            say(f"{d.team} {d.candidate.commit[:12]}: rejected: {d.reason}")
 
+    if admitted:
+        _evaluate_all(config, admitted, report, workers, say)
+    report.standings = _finalize(config, spec, overrides, now, say)
+    report.wall_s = time.perf_counter() - start
+    return report
+
+
+def _evaluate_all(config: RunnerConfig, admitted: list[admission.Decision], report: PassReport,
+                  workers: int | None, say: Callable[[str], None]) -> None:
     t0 = time.perf_counter()
-    ctx = prepare(config, [phase.split])
+    ctx = prepare(config, sorted({d.split for d in admitted}))
     report.prepare_s = time.perf_counter() - t0
-    say(f"prepared the pass in {report.prepare_s:.2f} s (image {ctx.image_key[:24]}..., "
-        f"hidden {phase.split}: {len(ctx.hidden[phase.split].items)} items)")
+    say(f"prepared the pass in {report.prepare_s:.2f} s (image {ctx.image_key[:24]}..., hidden "
+        + ", ".join(f"{s}: {len(h.items)} items" for s, h in ctx.hidden.items()) + ")")
 
-    def job(cand: Candidate) -> tuple[Evaluation, Path, list[str]]:
-        eid = evaluation_id(cand.team.name, cand.commit, phase.name)
-        out = ledger.incoming_dir(config.results, eid)
-        cmd = evaluate_command(config, cand.team.name, cand.commit, phase.name, phase.split, eid)
-        ev = evaluate(ctx, cand.team, cand.commit, phase=phase.name, split=phase.split, out=out,
-                      submission={"branches": list(cand.branches), "first_seen": first_seen},
-                      reproduce=_reproduce_lines(config, cand, cmd, eid))
+    def job(d: admission.Decision) -> tuple[Evaluation, Path, list[str]]:
+        out = ledger.incoming_dir(config.results, d.eval_id)
+        cmd = evaluate_command(config, d.team, d.candidate.commit, d.phase, d.split, d.eval_id)
+        team = replace(d.candidate.team, name=d.team)
+        ev = evaluate(ctx, team, d.candidate.commit, phase=d.phase, split=d.split, out=out,
+                      submission={"branches": list(d.candidate.branches), "first_seen": d.first_seen,
+                                  "repository_team": d.candidate.team.name},
+                      reproduce=_reproduce_lines(config, d.candidate, cmd, d.eval_id))
         return ev, out, cmd
 
-    total = len(new)
+    total = len(admitted)
     with ThreadPoolExecutor(max_workers=workers or config.workers) as pool:
-        futures = [pool.submit(job, cand) for cand in new]
+        futures = [pool.submit(job, d) for d in admitted]
         for number, future in enumerate(as_completed(futures), 1):
             ev, out, cmd = future.result()
             t_rec = time.perf_counter()
@@ -207,8 +204,68 @@ def run_once(
             ev.stages["record"] = round(time.perf_counter() - t_rec, 4)
             report.evaluations.append(ev)
             say(_progress_line(number, total, ev, ctx))
-    report.wall_s = time.perf_counter() - start
-    return report
+
+
+def _finalize(config: RunnerConfig, spec: ChallengeSpec, overrides: list[dict], now: dt.datetime,
+              say: Callable[[str], None]) -> list[str]:
+    """Write the final leaderboard of every phase that has ended (once its inputs change, again)."""
+    spec = admission.effective_spec(spec, overrides)
+    ended = [p for p in spec.phases if p.end <= now]
+    if not ended:
+        return []
+    records = [r for _, r in ledger.iter_records(config.results) if isinstance(r, Evaluation)]
+    teams = load_teams(config.teams_file)
+    tags = final_tags(config, spec, teams)
+    written = []
+    for phase in ended:
+        table = standings.final_leaderboard(records, spec, phase.name, tagged=tags,
+                                            exclude=admission.disqualified(overrides))
+        rel = f"standings/{phase.name}-final.json"
+        if ledger.write_json(config.results, rel, table.as_dict(), f"Final leaderboard of phase {phase.name}"):
+            say(f"final leaderboard of phase {phase.name} written to {rel}")
+            for row in table.rows:
+                change = "" if row.previous_rank is None else f" (public rank {row.previous_rank})"
+                say(f"   {row.rank}. {row.team} {row.score:.4f}{change}")
+        written.append(rel)
+    return written
+
+
+def final_tags(config: RunnerConfig, spec: ChallengeSpec, teams: dict[str, Team]) -> dict[str, list[str]]:
+    """Commits each team marked with a ``final/<label>`` tag (signed, when submissions must be)."""
+    from jc_datalad.teams import effective_team
+
+    out: dict[str, list[str]] = {}
+    for team in teams.values():
+        try:
+            tags = ls_remote_tags(team.repository, config.protocols)
+        except (GitError, subprocess.TimeoutExpired):
+            continue
+        for name, commit in sorted(tags.items()):
+            if not name.startswith("final/"):
+                continue
+            if spec.submission.signed and not _tag_signed(config, team, name, teams):
+                continue
+            out.setdefault(effective_team(teams, team.name), []).append(commit)
+    return out
+
+
+def _tag_signed(config: RunnerConfig, team: Team, tag: str, teams: dict[str, Team]) -> bool:
+    import shutil
+    import uuid
+
+    from jc_datalad.signing import verify_tag
+    from jc_datalad.teams import effective_team, keys_by_team
+
+    where = config.work / "verify" / uuid.uuid4().hex
+    where.mkdir(parents=True)
+    try:
+        repo = where / "repo.git"
+        git(["clone", "--quiet", "--bare", team.repository, str(repo)], protocols=config.protocols)
+        return verify_tag(repo, tag, effective_team(teams, team.name), keys_by_team(teams), workdir=where).ok
+    except JcError:
+        return False
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def _commit(config: RunnerConfig, ev: Evaluation, out: Path, cmd: list[str]) -> None:
@@ -261,3 +318,33 @@ def reproduce(config: RunnerConfig, eval_id: str) -> tuple[Evaluation, Evaluatio
         raise JcError(f"`datalad rerun {commit[:12]}` failed in {config.results}: {proc.stderr.strip()[-600:]}")
     after = Evaluation.from_dict(json.loads(path.read_text()))
     return before, after
+
+
+def override(config: RunnerConfig, action: str, target: str, *, reason: str, end: str | None = None,
+             now: dt.datetime | None = None) -> dict:
+    """Record an organizer override in the results dataset (one commit, with the reason)."""
+    import getpass
+
+    from jc_datalad.spec import _parse_time
+
+    if action not in admission.OVERRIDE_ACTIONS:
+        raise JcError(f"unknown override {action!r}; one of {', '.join(admission.OVERRIDE_ACTIONS)}")
+    if not reason.strip():
+        raise JcError("an override needs a reason")
+    ensure_identity()
+    ledger.create_results(config.results)
+    entry = {"action": action, "target": target, "reason": reason.strip(), "by": getpass.getuser(),
+             "at": (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if action == "extend":
+        spec = load_spec(config.challenge)
+        if target not in {p.name for p in spec.phases}:
+            raise JcError(f"phase {target!r} is not in challenge.yaml")
+        if not end:
+            raise JcError("extend needs --end, the phase's new end")
+        entry["end"] = _parse_time(end).strftime("%Y-%m-%dT%H:%M:%SZ")
+    elif action in ("disqualify", "readmit") and not ledger.record_path(config.results, target).exists():
+        raise JcError(f"{target}: no such evaluation in {config.results}")
+    elif action == "disqualify-team" and target not in load_teams(config.teams_file):
+        raise JcError(f"team {target!r} is not registered")
+    ledger.record_override(config.results, entry)
+    return entry

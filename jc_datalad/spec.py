@@ -108,6 +108,13 @@ class Phase:
 class SubmissionRules:
     max_file_bytes: int = 100 * 2**20
     denied_paths: tuple[str, ...] = DENIED_PATHS
+    signed: bool = False  #: head commits must be signed with a key registered for the team
+    count_failed: bool = True  #: failed evaluations count toward the quota, as on Codabench
+
+
+@dataclass(frozen=True)
+class TeamRules:
+    merge_deadline: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class ChallengeSpec:
     leaderboard: Leaderboard = field(default_factory=Leaderboard)
     phases: tuple[Phase, ...] = ()
     submission: SubmissionRules = field(default_factory=SubmissionRules)
+    teams: TeamRules = field(default_factory=TeamRules)
 
     @property
     def denied_paths(self) -> tuple[str, ...]:
@@ -278,6 +286,12 @@ def _nonneg_int(value: Any) -> int:
     return value
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be non-empty text")
@@ -298,7 +312,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
         top,
         "",
         {"id", "title", "type", "interface", "container", "resources", "metrics",
-         "leaderboard", "phases", "submission"},
+         "leaderboard", "phases", "submission", "teams"},
     )
     cid = c.get(top, "id", _identifier, "a short id such as 'bacteria-2026'")
     title = c.get(top, "title", _text, "a human-readable title")
@@ -367,10 +381,17 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
     phases = _parse_phases(c, top.get("phases"))
 
     sub = c.section("submission", required=False)
-    c.unknown(sub, "submission", {"max_file_size"})
+    c.unknown(sub, "submission", {"max_file_size", "signed", "count_failed"})
     submission = SubmissionRules(
         max_file_bytes=c.get(sub, "submission.max_file_size", parse_size, "a size such as 100M",
                              SubmissionRules().max_file_bytes),
+        signed=c.get(sub, "submission.signed", _bool, "true or false", False),
+        count_failed=c.get(sub, "submission.count_failed", _bool, "true or false", True),
+    )
+    tm = c.section("teams", required=False)
+    c.unknown(tm, "teams", {"merge_deadline"})
+    teams = TeamRules(
+        merge_deadline=c.get(tm, "teams.merge_deadline", _parse_time, "an ISO date or time (UTC)", None),
     )
 
     if c.problems:
@@ -386,6 +407,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
         leaderboard=leaderboard,
         phases=phases,
         submission=submission,
+        teams=teams,
     )
 
 

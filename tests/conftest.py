@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,13 @@ _IDENTITY = {
 }
 for _k, _v in _IDENTITY.items():
     os.environ.setdefault(_k, _v)
+
+
+def pytest_configure(config):
+    """Temp folders of our own: the sandbox user must reach them, and another pytest session
+    resets the permissions of the shared /tmp/pytest-of-<user> folder."""
+    if not config.option.basetemp and not hasattr(config, "workerinput"):
+        config.option.basetemp = str(Path(tempfile.gettempdir()) / f"jc-datalad-tests-{os.getuid()}")
 
 
 def _reachable(path: Path) -> None:

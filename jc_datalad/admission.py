@@ -1,0 +1,170 @@
+"""Admission: which submission heads the runner evaluates, and why the others are refused.
+
+Decided in first-seen order (the runner's clock; commit dates are the
+participant's): the phase open when the head was first seen, the head
+commit's signature by one of the team's registered keys (when the challenge
+asks for signed submissions), and the team's daily and per-phase quotas.
+Organizer overrides (``jc runner override``) extend phases, disqualify and
+re-admit; each is a commit in the results dataset with its reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from jc_datalad import standings
+from jc_datalad.config import RunnerConfig, Team
+from jc_datalad.errors import JcError
+from jc_datalad.gitutil import git
+from jc_datalad.records import Evaluation, Status, evaluation_id
+from jc_datalad.spec import ChallengeSpec, Phase
+from jc_datalad.teams import effective_team, keys_by_team
+
+#: The phase of a challenge without phases, and of heads first seen outside every phase.
+DEFAULT_PHASE = "main"
+CLOSED = "closed"
+
+OVERRIDE_ACTIONS = ("disqualify", "disqualify-team", "readmit", "extend")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A submission head found in a team's repository."""
+
+    team: Team
+    commit: str
+    branches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    candidate: Candidate
+    team: str  # the team it counts for (after merges)
+    phase: str
+    split: str
+    first_seen: str
+    eval_id: str
+    admitted: bool
+    reason: str | None = None
+
+
+def effective_spec(spec: ChallengeSpec, overrides: Sequence[dict]) -> ChallengeSpec:
+    """The spec with phase extensions from organizer overrides applied."""
+    ends = {o["target"]: standings.parse_time(o["end"]) for o in overrides if o["action"] == "extend"}
+    if not ends:
+        return spec
+    phases = tuple(replace(p, end=ends.get(p.name, p.end)) for p in spec.phases)
+    return replace(spec, phases=phases)
+
+
+def disqualified(overrides: Sequence[dict]) -> set[str]:
+    """Evaluation ids and team names taken off the leaderboards (until re-admitted)."""
+    out: set[str] = set()
+    for o in overrides:
+        if o["action"] in ("disqualify", "disqualify-team"):
+            out.add(o["target"])
+        elif o["action"] == "readmit":
+            out.discard(o["target"])
+    return out
+
+
+def readmitted(overrides: Sequence[dict]) -> set[str]:
+    return {o["target"] for o in overrides if o["action"] == "readmit"}
+
+
+def phase_for(spec: ChallengeSpec, when: dt.datetime, default_split: str) -> Phase | None:
+    if not spec.phases:
+        return Phase(DEFAULT_PHASE, dt.datetime.min.replace(tzinfo=dt.UTC),
+                     dt.datetime.max.replace(tzinfo=dt.UTC), default_split)
+    return standings.phase_at(spec, when)
+
+
+def verify_signature(config: RunnerConfig, cand: Candidate, team: str, teams: dict[str, Team]):
+    """Check the head commit's SSH signature in a throw-away bare clone."""
+    from jc_datalad.signing import SignatureCheck, verify_commit
+
+    where = config.work / "verify" / uuid.uuid4().hex
+    where.mkdir(parents=True)
+    try:
+        repo = where / "repo.git"
+        git(["clone", "--quiet", "--bare", "--no-tags", cand.team.repository, str(repo)],
+            protocols=config.protocols, timeout=600)
+        return verify_commit(repo, cand.commit, team, keys_by_team(teams), workdir=where)
+    except JcError as exc:
+        return SignatureCheck(ok=False, reason=f"signature not verifiable: {exc}", fingerprint=None,
+                              signer_team=None)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def decide(
+    candidates: Sequence[Candidate],
+    *,
+    config: RunnerConfig,
+    spec: ChallengeSpec,
+    teams: dict[str, Team],
+    seen: dict[tuple[str, str], dict],
+    records: Sequence[Evaluation],
+    overrides: Sequence[dict],
+    done: set[str],
+) -> list[Decision]:
+    """A decision for every head that has none in the ledger yet, in first-seen order."""
+    spec = effective_spec(spec, overrides)
+    again = readmitted(overrides)
+    history: dict[str, list[Evaluation]] = {}
+    for record in records:
+        history.setdefault(record.team, []).append(record)
+
+    def first_seen(c: Candidate) -> str:
+        return seen[(c.team.name, c.commit)]["first_seen"]
+
+    decisions = []
+    for cand in sorted(candidates, key=lambda c: (first_seen(c), c.team.name, c.commit)):
+        team = effective_team(teams, cand.team.name)
+        when = first_seen(cand)
+        phase = phase_for(spec, standings.parse_time(when), config.split)
+        if phase is None:
+            eid = evaluation_id(team, cand.commit, CLOSED)
+            if eid not in done:
+                decisions.append(Decision(cand, team, CLOSED, "", when, eid, False,
+                                          f"first seen at {when}, when no phase of the challenge was open"))
+            continue
+        eid = evaluation_id(team, cand.commit, phase.name)
+        if eid in done and eid not in again:
+            continue
+        if eid in again and eid in done and not _was_rejected(records, eid):
+            continue  # re-admitted and already evaluated since
+        if eid not in again:
+            if spec.submission.signed:
+                check = verify_signature(config, cand, team, teams)
+                if not check.ok:
+                    decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, False, check.reason))
+                    continue
+            admission = standings.admit(history.get(team, []), team=team, phase=phase,
+                                        first_seen=standings.parse_time(when), count_failed=spec.submission.count_failed)
+            if not admission.admitted:
+                decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, False, admission.reason))
+                continue
+        decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, True))
+        # counts toward the quota of later heads in this pass, whatever its outcome
+        history.setdefault(team, []).append(_placeholder(spec, team, cand, phase.name, when))
+    return decisions
+
+
+def _was_rejected(records: Sequence[Evaluation], eid: str) -> bool:
+    return any(r.id == eid and r.status is Status.REJECTED for r in records)
+
+
+def _placeholder(spec: ChallengeSpec, team: str, cand: Candidate, phase: str, when: str) -> Evaluation:
+    return Evaluation(id=evaluation_id(team, cand.commit, phase), challenge=spec.summary(), team=team,
+                      submission={"commit": cand.commit, "first_seen": when}, phase=phase, split="",
+                      status=Status.EVALUATED)
+
+
+def remove_workdirs(config: RunnerConfig) -> None:
+    shutil.rmtree(Path(config.work) / "verify", ignore_errors=True)
