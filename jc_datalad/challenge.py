@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import os
@@ -22,7 +23,7 @@ import jinja2
 from jc_datalad import launcher
 from jc_datalad.config import default_cache_dir, save_teams, write_config
 from jc_datalad.errors import JcError
-from jc_datalad.gitutil import ensure_identity, git
+from jc_datalad.gitutil import ensure_identity
 from jc_datalad.spec import load_spec
 
 lgr = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def new_challenge(
     frames: int | None = None,
     size: int | None = None,
     seed: int = 7,
+    start: dt.datetime | None = None,
+    weeks: int = 8,
     progress: Callable[[str], None] | None = None,
 ) -> NewChallenge:
     """Write a new challenge from ``template`` into ``directory``."""
@@ -84,6 +87,7 @@ def new_challenge(
 
     say = progress or (lambda msg: None)
     ensure_identity()
+    start = (start or dt.datetime.now(dt.UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
     tdir = _template_dir(template)
     gen = importlib.import_module(f"challenge_templates.{template}.generate")
     defaults = gen.Sizes()
@@ -112,12 +116,13 @@ def new_challenge(
         "container": CONTAINER,
         "sizes": sizes,
         "seed": seed,
+        # the development phase opens on the day the challenge is created and runs for `weeks`
+        "dev_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dev_end": (start + dt.timedelta(weeks=weeks)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "merge_deadline": (start + dt.timedelta(weeks=weeks) / 2).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     say(f"creating the public dataset {public}")
     dl.create(path=str(public), cfg_proc=["text2git"], result_renderer="disabled")
-    # SHA256E keys: the image's key then equals the one `jc image build` files it under,
-    # so the organizer's runner and the tests share one unpacked root filesystem
-    git(["config", "annex.backend", "SHA256E"], public)
     (public / "challenge.yaml").write_text(env.get_template("challenge.yaml.j2").render(**variables))
     spec = load_spec(public)
     variables.update(metrics=list(spec.metrics.columns), primary=spec.metrics.primary)
@@ -177,7 +182,10 @@ def add_container(dataset: Path, image_file: Path, name: str) -> None:
     except OSError:
         shutil.copyfile(image_file, target)
     shutil.copyfile(launcher.__file__, envdir / "launch.py")
-    dl.save(dataset=str(dataset), path=[str(envdir / "launch.py")], to_git=True,
+    # SHA256E: the image's key then equals the one the launcher derives from the tarball itself,
+    # so the runner, the tests and `jc image build` share one unpacked root filesystem
+    (envdir / ".gitattributes").write_text("image annex.backend=SHA256E\n")
+    dl.save(dataset=str(dataset), path=[str(envdir / "launch.py"), str(envdir / ".gitattributes")], to_git=True,
             message=f"Launcher of container {name}", result_renderer="disabled")
     dl.save(dataset=str(dataset), path=[str(target)], message=f"Image of container {name}",
             result_renderer="disabled")

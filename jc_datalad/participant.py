@@ -72,3 +72,17 @@ def push_submission(clone: Path, team_repository: Path | str, branch: str, remot
         sh(["git", "checkout", "-q", "-B", branch], cwd=clone)
     sh(["datalad", "push", "--to", remote], cwd=clone)
     return sh(["git", "rev-parse", "HEAD"], cwd=clone).strip()
+
+
+def make_key(path: Path, comment: str) -> Path:
+    """An SSH key pair for signing (``path`` and ``path.pub``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+    return path
+
+
+def configure_signing(clone: Path, key: Path) -> None:
+    """The git configuration of docs/signing.md: sign every commit and tag with ``key``."""
+    for name, value in (("gpg.format", "ssh"), ("user.signingkey", str(key)), ("commit.gpgsign", "true"),
+                        ("tag.gpgsign", "true")):
+        sh(["git", "config", name, value], cwd=clone)

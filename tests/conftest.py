@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 import sys
@@ -83,8 +84,15 @@ def challenge(session_dir, minimal_image) -> Challenge:
     """A small bacteria challenge with the minimal image (numpy + tifffile only)."""
     from jc_datalad.challenge import new_challenge
 
+    import datalad.api as dl
+
     made = new_challenge("bacteria", session_dir / "org", challenge_id="bacteria-test",
-                         image=str(minimal_image), items=2, hidden_items=4, frames=2, size=48)
+                         image=str(minimal_image), items=2, hidden_items=4, frames=2, size=48,
+                         start=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), weeks=52 * 50)
+    # most tests are about other rules than signatures; test_competition.py signs
+    spec = made.public / "challenge.yaml"
+    spec.write_text(spec.read_text().replace("signed: true", "signed: false"))
+    dl.save(dataset=str(made.public), message="Unsigned submissions for the tests", result_renderer="disabled")
     return Challenge(session_dir / "org", made.public, made.private, made.config)
 
 

@@ -48,7 +48,7 @@ def contest(challenge, tmp_path_factory):
         {"name": "development", "start": "2027-01-10", "end": "2027-01-20", "split": "test",
          "per_day": 5, "total": 100, "select": 2},
     ]
-    spec["submission"] = {"signed": True, "max_file_size": "100M"}
+    spec["submission"]["signed"] = True
     spec["teams"] = {"merge_deadline": "2027-01-15"}
     (public / "challenge.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     sh("datalad", "save", "-m", "Phases, quotas, signed submissions", cwd=public)

@@ -24,8 +24,9 @@ TEMPLATE = Path(__file__).parents[1] / "challenge_templates" / "bacteria" / "cha
 def _template_spec() -> dict:
     import jinja2
 
-    text = jinja2.Template(TEMPLATE.read_text()).render(challenge_id="bac-1", title="Bacteria",
-                                                         container="jc-env", seed=7)
+    text = jinja2.Template(TEMPLATE.read_text()).render(
+        challenge_id="bac-1", title="Bacteria", container="jc-env", seed=7, dev_start="2027-01-10T00:00:00Z",
+        dev_end="2027-03-01T00:00:00Z", merge_deadline="2027-02-01T00:00:00Z")
     return yaml.safe_load(text)
 
 
@@ -37,6 +38,8 @@ def test_template_spec_loads_typed():
     assert spec.resources.memory_bytes == 4 * 2**30
     assert spec.metrics.primary == "sbd" and spec.metrics.columns[0] == "sbd"
     assert "inputs" in spec.denied_paths and ".datalad" in spec.denied_paths
+    assert [p.name for p in spec.phases] == ["development"] and spec.phases[0].per_day == 5
+    assert spec.submission.signed and spec.teams.merge_deadline.year == 2027
 
 
 def test_every_problem_is_reported_at_once():
