@@ -22,7 +22,7 @@ from jc_datalad.ledger import EVALUATIONS
 from jc_datalad.records import Evaluation
 from site_generator import pages
 from site_generator.gather import BadRecord, gather
-from site_generator.leaderboard import Challenge, challenges
+from site_generator.leaderboard import Challenge, attach_finals, challenges
 
 lgr = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     """Build the site for the ``results`` ledger into ``out``.
 
     A bad record is reported in :attr:`SiteReport.problems` and gets an error page
-    (or a line on the index when it has no usable id); with ``strict`` any problem
+    (or a line on the index when it has no usable id); a bad final standings file
+    is reported and its final leaderboard left out; with ``strict`` any problem
     raises :class:`JcError` listing all of them, and nothing is written.
     """
     results = Path(results)
@@ -69,7 +70,8 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
         raise JcError(f"{results}: no such results dataset; pass the folder holding {EVALUATIONS}/")
     gathered = gather(results)
     found_challenges, inconsistencies = challenges(gathered.evaluations, gathered.bad)
-    problems = list(gathered.problems) + inconsistencies
+    found_challenges, final_problems = attach_finals(found_challenges, gathered.finals, gathered.final_paths)
+    problems = list(gathered.problems) + inconsistencies + final_problems
 
     env = environment()
     rendered: dict[str, str] = {}

@@ -1,7 +1,9 @@
 """Gather every record of the ledger first, checked once, before any page is rendered.
 
 A record that cannot be read or fails a check becomes a :class:`BadRecord`
-with every problem listed; it never stops the build.
+with every problem listed; it never stops the build. The same goes for the
+final standings of ended phases (``standings/<phase>-final.json``): a file that
+cannot be read or fails a check is reported and left out.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jc_datalad.ledger import EVALUATIONS, iter_records
 from jc_datalad.records import Evaluation, Status
+from jc_datalad.standings import Row, Standings
 
 # Ids become file and folder names of the site: no separators, no leading dot.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _RESERVED_CHALLENGE_IDS = {"static"}
+
+#: The runner writes ``<phase>-final.json`` here once a phase has ended.
+STANDINGS = "standings"
+FINAL_SUFFIX = "-final.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class Gathered:
     paths: Mapping[str, str]  # evaluation id -> record path relative to the results dataset
     bad: tuple[BadRecord, ...]  # sorted by path
     problems: tuple[str, ...]  # "<record path>: <what is wrong>"
+    finals: tuple[Standings, ...] = ()  # checked final standings, sorted by phase
+    final_paths: Mapping[str, str] = field(default_factory=dict)  # phase -> file relative to results
 
 
 def safe_challenge_id(value: object) -> bool:
@@ -89,12 +98,107 @@ def gather(results: Path) -> Gathered:
                 good[record.id] = record
                 paths[record.id] = rel
         problems.extend(f"{path}: {p}" for p in found)
+    finals, final_paths = _gather_finals(results, problems)
     return Gathered(
         evaluations=tuple(good[k] for k in sorted(good)),
         paths=paths,
         bad=tuple(sorted(bad, key=lambda b: b.path)),
         problems=tuple(problems),
+        finals=finals,
+        final_paths=final_paths,
     )
+
+
+def _gather_finals(results: Path, problems: list[str]) -> tuple[tuple[Standings, ...], dict[str, str]]:
+    """Every readable ``standings/<phase>-final.json``; each bad one adds to ``problems``."""
+    folder = results / STANDINGS
+    if not folder.is_dir():
+        return (), {}
+    finals: dict[str, Standings] = {}
+    paths: dict[str, str] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.name.endswith(FINAL_SUFFIX):
+            continue
+        phase = path.name[: -len(FINAL_SUFFIX)]
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: cannot be read: {type(exc).__name__}: {exc}; "
+                            "its final leaderboard is not shown")
+            continue
+        found = check_standings(data, phase=phase)
+        if found:
+            problems.extend(f"{path}: {p}; its final leaderboard is not shown" for p in found)
+            continue
+        finals[phase] = _standings(data)
+        paths[phase] = path.relative_to(results).as_posix()
+    return tuple(finals[p] for p in sorted(finals)), paths
+
+
+def _standings(data: Mapping[str, Any]) -> Standings:
+    """A checked standings object, keeping only the fields the site knows."""
+    rows = tuple(
+        Row(rank=r["rank"], team=r["team"], evaluation_id=r["evaluation_id"], score=float(r["score"]),
+            first_seen=r["first_seen"], submissions=r["submissions"], previous_rank=r.get("previous_rank"),
+            selected=tuple(r["selected"]))
+        for r in data["rows"]
+    )
+    return Standings(phase=data["phase"], part=data["part"], final=data["final"], rows=rows,
+                     rule=data["rule"])
+
+
+def _is_count(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def check_standings(data: Any, *, phase: str) -> list[str]:
+    """Every reason the site cannot show a final standings file of ``phase``.
+
+    Scores are private: a check names the key but never echoes a score.
+    """
+    if not isinstance(data, dict):
+        return [f"must be a JSON object, not {type(data).__name__}"]
+    found: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            found.append(message)
+
+    need(phase != "", "the file name must be <phase>-final.json with a phase name")
+    need(data.get("phase") == phase, f"phase {data.get('phase')!r}: must be {phase!r}, as in the file name")
+    need(data.get("part") == "private", f"part {data.get('part')!r}: must be 'private'")
+    need(data.get("final") is True, f"final {data.get('final')!r}: must be true")
+    need(isinstance(data.get("rule"), str), f"rule {data.get('rule')!r}: must be a string")
+    rows = data.get("rows")
+    if not isinstance(rows, list):
+        found.append(f"rows: must be a list, not {type(rows).__name__}")
+        return found
+    teams: set[str] = set()
+    for n, row in enumerate(rows):
+        where = f"rows[{n}]"
+        if not isinstance(row, dict):
+            found.append(f"{where}: must be an object")
+            continue
+        need(row.get("rank") == n + 1 and _is_count(row.get("rank"), 1),
+             f"{where}.rank {row.get('rank')!r}: must be {n + 1} (ranks are 1, 2, 3, ... in row order)")
+        team = row.get("team")
+        need(isinstance(team, str) and team != "", f"{where}.team {team!r}: must be a non-empty string")
+        need(team not in teams, f"{where}.team {team!r}: repeats a team ranked above")
+        if isinstance(team, str):
+            teams.add(team)
+        need(safe_eval_id(row.get("evaluation_id")),
+             f"{where}.evaluation_id {row.get('evaluation_id')!r}: must be an evaluation id")
+        need(is_number(row.get("score")), f"{where}.score: must be a finite number")
+        need(isinstance(row.get("first_seen"), str), f"{where}.first_seen: must be a string")
+        need(_is_count(row.get("submissions"), 0),
+             f"{where}.submissions {row.get('submissions')!r}: must be a count")
+        previous = row.get("previous_rank")
+        need(previous is None or _is_count(previous, 1),
+             f"{where}.previous_rank {previous!r}: must be a rank from 1 or null")
+        selected = row.get("selected")
+        need(isinstance(selected, list) and all(safe_eval_id(s) for s in selected),
+             f"{where}.selected {selected!r}: must be a list of evaluation ids")
+    return found
 
 
 def _bad_from(ev: Evaluation, rel: str, found: list[str]) -> BadRecord:

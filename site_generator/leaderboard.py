@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from jc_datalad.records import Evaluation, Status
-from site_generator.gather import BadRecord, parse_time
+from jc_datalad.standings import Standings
+from site_generator.gather import BadRecord, is_number, parse_time
 
 TIE_RULE = ("Each team is ranked by its best public {primary} ({better}). Equal scores are "
             "ordered by the earlier first-seen time of the submission that scored them, "
@@ -28,12 +29,40 @@ class Row:
 
 
 @dataclass(frozen=True)
+class FinalRow:
+    """One team on the final leaderboard of an ended phase, as the standings file ranks it."""
+
+    rank: int
+    team: str
+    evaluation_id: str  # the selected submission whose private score ranks the team
+    evaluation: Evaluation | None  # its record; None when the phase has no readable record of it
+    score: float  # private primary score
+    previous_rank: int | None  # rank on the public leaderboard of the phase
+    selected: tuple[tuple[str, Evaluation | None], ...]  # every selected id with its record
+
+    @property
+    def change(self) -> int | None:
+        """Places gained since the public leaderboard (negative: lost); None without a public rank."""
+        return None if self.previous_rank is None else self.previous_rank - self.rank
+
+
+@dataclass(frozen=True)
+class Final:
+    """The final standings of an ended phase (``standings/<phase>-final.json``)."""
+
+    path: str  # relative to the results dataset
+    rule: str
+    rows: tuple[FinalRow, ...]
+
+
+@dataclass(frozen=True)
 class Phase:
     name: str
     rows: tuple[Row, ...]  # ranked
     counts: tuple[tuple[str, int], ...]  # status value -> records, in Status order
     not_ranked: tuple[Evaluation, ...]  # every record without a public primary score, by first_seen
     evaluations: tuple[Evaluation, ...]  # every record of the phase, by first_seen
+    final: Final | None = None  # set once the phase has ended and its standings file is good
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,17 @@ class Challenge:
     phases: tuple[Phase, ...]
     bad: tuple[BadRecord, ...]
     teams: int
+
+    def final(self, phase_name: str) -> Final | None:
+        """The final standings of ``phase_name``; None while its private scores stay hidden."""
+        for p in self.phases:
+            if p.name == phase_name:
+                return p.final
+        return None
+
+    @property
+    def has_final(self) -> bool:
+        return any(p.final is not None for p in self.phases)
 
     @property
     def tie_rule(self) -> str:
@@ -148,3 +188,77 @@ def challenges(evaluations: Iterable[Evaluation], bad: Iterable[BadRecord]) -> t
             teams=len({ev.team for ev in evs} | {b.team for b in bad_by_id.get(cid, []) if b.team}),
         ))
     return tuple(result), found
+
+
+def attach_finals(found: tuple[Challenge, ...], finals: Iterable[Standings],
+                  paths: Mapping[str, str]) -> tuple[tuple[Challenge, ...], list[str]]:
+    """``found`` with each final standings set on its phase, and the problems found.
+
+    A standings file names its phase but not its challenge: it belongs to the
+    challenge with records of that phase (one challenge per results dataset);
+    where several have such records, to the one whose records of the phase hold
+    every evaluation the file names. A file that matches no challenge is
+    reported (unless it ranks nobody: a phase that ended without submissions).
+    """
+    problems: list[str] = []
+    chosen: dict[str, dict[str, Standings]] = defaultdict(dict)
+    for standings in finals:
+        path = paths[standings.phase]
+        named = {r.evaluation_id for r in standings.rows} | {s for r in standings.rows for s in r.selected}
+        having = [c for c in found if any(p.name == standings.phase for p in c.phases)]
+        candidates = having if len(having) < 2 else [
+            c for c in having
+            if named and named <= {ev.id for ev in c.evaluations if ev.phase == standings.phase}]
+        if len(candidates) == 1:
+            chosen[candidates[0].id][standings.phase] = standings
+        elif len(having) > 1:
+            problems.append(f"{path}: several challenges ({', '.join(c.id for c in having)}) have "
+                            f"records of phase {standings.phase!r}, and not exactly one holds every "
+                            "evaluation the file names; its final leaderboard is not shown")
+        elif standings.rows:
+            problems.append(f"{path}: no challenge has records of phase {standings.phase!r}; "
+                            "its final leaderboard is not shown")
+    result = []
+    for c in found:
+        mine = chosen.get(c.id, {})
+        phases = []
+        for p in c.phases:
+            if p.name in mine:
+                final, found_problems = _final(c, p, mine[p.name], paths[p.name])
+                problems.extend(found_problems)
+                p = replace(p, final=final)
+            phases.append(p)
+        result.append(replace(c, phases=tuple(phases)))
+    return tuple(result), problems
+
+
+def _final(challenge: Challenge, phase_: Phase, standings: Standings, path: str) -> tuple[Final, list[str]]:
+    """The final leaderboard of one phase, and where it disagrees with the records."""
+    records = {ev.id: ev for ev in phase_.evaluations}
+    problems: list[str] = []
+
+    def record(eid: str, where: str) -> Evaluation | None:
+        ev = records.get(eid)
+        if ev is None:
+            problems.append(f"{path}: {where} {eid!r} is no readable evaluation of phase "
+                            f"{phase_.name} of challenge {challenge.id}; it is shown without a link")
+        return ev
+
+    rows = tuple(
+        FinalRow(rank=r.rank, team=r.team, evaluation_id=r.evaluation_id,
+                 evaluation=record(r.evaluation_id, f"rows[{n}].evaluation_id"), score=r.score,
+                 previous_rank=r.previous_rank,
+                 selected=tuple((s, records.get(s)) for s in r.selected))
+        for n, r in enumerate(standings.rows)
+    )
+    for n, r in enumerate(standings.rows):
+        for s in r.selected:
+            if s != r.evaluation_id:
+                record(s, f"rows[{n}].selected")
+    # private scores become visible: each one must be a number (named, never echoed)
+    for ev in phase_.evaluations:
+        if ev.status is Status.EVALUATED:
+            problems.extend(f"evaluation {ev.id}: private.{name}: must be a finite number or null; "
+                            "shown as —" for name, value in ev.private.items()
+                            if value is not None and not is_number(value))
+    return Final(path=path, rule=standings.rule, rows=rows), problems

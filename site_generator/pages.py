@@ -1,8 +1,9 @@
 """One context per page, built from checked records, and the filters the templates use.
 
 Templates only read keys these functions set, so ``StrictUndefined`` catches a
-template slip instead of hiding it. The private part of a score is never put
-into any context.
+template slip instead of hiding it. The private part of a score is put into a
+context only for a phase whose final standings file exists (the phase has
+ended): its final leaderboard and the private metrics of its evaluations.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from jc_datalad.records import Evaluation, Status
 from site_generator.gather import BadRecord, is_number, parse_time
-from site_generator.leaderboard import Challenge
+from site_generator.leaderboard import Challenge, FinalRow
 
 MISSING = "—"
 
@@ -62,6 +63,32 @@ def evaluation_page(ev: Evaluation) -> str:
     return f"evaluations/{ev.id}.html"
 
 
+def rank_change(row: FinalRow) -> dict[str, str]:
+    """How the rank moved since the public leaderboard: a symbol to see and words to read aloud."""
+    change = row.change
+    if change is None:
+        return {"symbol": MISSING, "words": "no public rank", "kind": "none"}
+    if change == 0:
+        return {"symbol": "=", "words": "unchanged", "kind": "same"}
+    places = f"{abs(change)} place{'' if abs(change) == 1 else 's'}"
+    if change > 0:
+        return {"symbol": f"▲{change}", "words": f"up {places}", "kind": "up"}
+    return {"symbol": f"▼{-change}", "words": f"down {places}", "kind": "down"}
+
+
+def _final_rows(rows: tuple[FinalRow, ...]) -> list[dict[str, Any]]:
+    return [{
+        "rank": r.rank,
+        "team": r.team,
+        "page": evaluation_page(r.evaluation) if r.evaluation is not None else "",
+        "score": r.score,
+        "previous_rank": r.previous_rank,
+        "change": rank_change(r),
+        "selected": [{"id": eid, "page": evaluation_page(ev) if ev is not None else ""}
+                     for eid, ev in r.selected],
+    } for r in rows]
+
+
 def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
                   error_pages: Mapping[str, BadRecord]) -> dict[str, Any]:
     rows = []
@@ -80,11 +107,14 @@ def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecor
     prefix = f"{challenge.id}/"
     bad = [{"record": b, "page": path.removeprefix(prefix)}
            for path, b in sorted(error_pages.items()) if path.startswith(prefix)]
+    finals = {p.name: {"rule": p.final.rule, "path": p.final.path, "rows": _final_rows(p.final.rows)}
+              for p in challenge.phases if p.final is not None}
     return {
         "title": f"{challenge.title}: leaderboard",
         "challenge": challenge,
         "bad": bad,
         "page_of": evaluation_page,
+        "finals": finals,
     }
 
 
@@ -102,6 +132,9 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
          "error": item.get("error") or ""}
         for item in sorted((i for i in ev.items if i.get("part") == "public"), key=lambda i: i["name"])
     ] if evaluated else []
+    final = challenge.final(ev.phase)
+    revealed = evaluated and final is not None
+    private_columns = list(challenge.columns) + sorted(set(ev.private) - set(challenge.columns))
     return {
         "title": f"{ev.team} — {ev.phase} — {challenge.title}",
         "ev": ev,
@@ -110,6 +143,10 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
         "reason": ev.reason or "",
         "evaluated": evaluated,
         "metrics": [(c, ev.public.get(c), c == challenge.primary) for c in columns] if evaluated else [],
+        "phase_ended": final is not None,
+        # only once the phase has ended; a value that is no number is reported and shown as missing
+        "private_metrics": [(c, _shown(ev.private.get(c)), c == challenge.primary)
+                            for c in private_columns] if revealed else [],
         "columns": columns,
         "items": items,
         "steps": _steps(ev, logs),
@@ -118,6 +155,10 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
         "reproduce": ev.reproduce,
         "record": record,
     }
+
+
+def _shown(value: Any) -> Any:
+    return value if is_number(value) else None
 
 
 def _steps(ev: Evaluation, logs: Mapping[str, str]) -> list[dict[str, Any]]:
