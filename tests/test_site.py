@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -282,3 +283,160 @@ def test_a_page_that_fails_to_render_is_named_and_replaced(
     assert ranked_teams(html(out, "bacteria/leaderboard.html"), "dev")[0] == "beta"
     with pytest.raises(JcError, match="cannot lay out"):
         build_site(ledger, tmp_path / "strict", strict=True)
+
+
+# -- final standings of an ended phase ------------------------------------------------------------
+
+# private aji per team in phase dev of bacteria: the private order beta, delta, alpha, gamma
+# against the public order beta, alpha, delta, gamma gives =, ▲1, ▼1, =
+FINAL_PRIVATE = {f"beta--{'b1' * 6}--dev": 0.9137, f"delta--{'d1' * 6}--dev": 0.8521,
+                 f"alpha--{'a2' * 6}--dev": 0.7049, f"alpha--{'a1' * 6}--dev": 0.6502,
+                 f"gamma--{'c1' * 6}--dev": 0.6083}
+FINAL_RULE = "Final standings of phase dev: best private aji among <selected> submissions & ties"
+
+
+def finalize(results: Path, **changes: object) -> Path:
+    """Give the bacteria dev records private scores and write the standings the runner would."""
+    from dataclasses import replace
+
+    from jc_datalad.standings import Row, Standings
+
+    for eid, score in FINAL_PRIVATE.items():
+        path = results / "evaluations" / eid / "record.json"
+        ev = Evaluation.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        path.write_text(replace(ev, private={"aji": score, "f1": 0.25}).to_json(), encoding="utf-8")
+    entries = [("beta", f"beta--{'b1' * 6}--dev", 1, [f"beta--{'b1' * 6}--dev"]),
+               ("delta", f"delta--{'d1' * 6}--dev", 3, [f"delta--{'d1' * 6}--dev"]),
+               ("alpha", f"alpha--{'a2' * 6}--dev", 2, [f"alpha--{'a2' * 6}--dev", f"alpha--{'a1' * 6}--dev"]),
+               ("gamma", f"gamma--{'c1' * 6}--dev", 4, [f"gamma--{'c1' * 6}--dev"])]
+    rows = tuple(Row(rank=n, team=team, evaluation_id=eid, score=FINAL_PRIVATE[eid],
+                     first_seen="2024-05-01T00:00:00Z", submissions=1, previous_rank=previous,
+                     selected=tuple(selected))
+                 for n, (team, eid, previous, selected) in enumerate(entries, 1))
+    data = {**Standings(phase="dev", part="private", final=True, rows=rows, rule=FINAL_RULE).as_dict(),
+            **changes}
+    path = results / "standings" / "dev-final.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def final_section(page: str, phase: str) -> str:
+    return page.split(f'id="final-{phase}"', 1)[1].split("</section>", 1)[0]
+
+
+def test_final_standings_show_the_private_leaderboard(ledger: Path, tmp_path: Path) -> None:
+    finalize(ledger)
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert report.problems == ()
+    board = html(out, "bacteria/leaderboard.html")
+    dev = board.split('id="phase-dev"', 1)[1]
+    # above the public table of the phase
+    assert dev.index("Final leaderboard (private part)") < dev.index("Leaderboard of phase dev (public part)")
+    final = final_section(board, "dev")
+    teams = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>', final)
+    assert teams == [(f"evaluations/{eid}.html", team) for team, eid in (
+        ("beta", f"beta--{'b1' * 6}--dev"), ("delta", f"delta--{'d1' * 6}--dev"),
+        ("alpha", f"alpha--{'a2' * 6}--dev"), ("gamma", f"gamma--{'c1' * 6}--dev"))]
+    for score in ("0.9137", "0.8521", "0.7049", "0.6083"):
+        assert score in final
+    changes = re.findall(r'<span aria-hidden="true" title="([^"]+)">([^<]+)</span>'
+                         r'<span class="sr-only">([^<]+)</span>', final)
+    assert changes == [("unchanged", "=", "unchanged"), ("up 1 place", "▲1", "up 1 place"),
+                       ("down 1 place", "▼1", "down 1 place"), ("unchanged", "=", "unchanged")]
+    assert f"<code>alpha--{'a1' * 6}--dev</code>" in final  # every selected id, linked
+    assert f'href="evaluations/alpha--{"a1" * 6}--dev.html"' in final
+    assert "among &lt;selected&gt; submissions &amp; ties" in final and "<selected>" not in board
+    assert "standings/dev-final.json" in final
+    # the public ranking is unchanged, and only phase dev of bacteria is final
+    public = dev.split("Leaderboard of phase dev (public part)", 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<th scope="row"><a href="[^"]+">([^<]+)</a></th>', public) == [
+        "beta", "alpha", "delta", "gamma"]
+    assert 'id="final-final"' not in board
+    assert "Final leaderboard" not in html(out, "cells/leaderboard.html")  # dev of another challenge
+
+    beta = html(out, f"bacteria/evaluations/beta--{'b1' * 6}--dev.html")
+    assert "Private metrics" in beta and "0.9137" in beta and "0.2500" in beta
+    assert 'href="../leaderboard.html#final-dev"' in beta
+    assert PRIVATE_ITEM not in beta  # private items stay hidden
+    for rel in (f"bacteria/evaluations/alpha--{'a3' * 6}--final.html",  # phase final has not ended
+                f"cells/evaluations/eta--{'y1' * 6}--dev.html",  # same phase name, other challenge
+                f"bacteria/evaluations/omega--{'e1' * 6}--dev.html"):  # failed: no scores at all
+        assert "Private metrics" not in html(out, rel), rel
+    # the other private scores and `metrics` (all items) are still never shown
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            for needle in (SECRET, "987654", "987655", "9.877e+05", PRIVATE_ITEM):
+                assert needle not in text, (path, needle)
+
+
+def test_rank_change_words() -> None:
+    from site_generator.leaderboard import FinalRow
+    from site_generator.pages import rank_change
+
+    def row(rank: int, previous: int | None) -> FinalRow:
+        return FinalRow(rank=rank, team="t", evaluation_id="e", evaluation=None, score=0.5,
+                        previous_rank=previous, selected=())
+
+    assert rank_change(row(1, 3)) == {"symbol": "▲2", "words": "up 2 places", "kind": "up"}
+    assert rank_change(row(4, 3)) == {"symbol": "▼1", "words": "down 1 place", "kind": "down"}
+    assert rank_change(row(2, 2))["symbol"] == "="
+    assert rank_change(row(2, None)) == {"symbol": "—", "words": "no public rank", "kind": "none"}
+
+
+def test_malformed_standings_are_reported_and_build_succeeds(ledger: Path, tmp_path: Path) -> None:
+    standings = finalize(ledger, part="public")
+    text = standings.read_text(encoding="utf-8").replace('"score": 0.9137', '"score": "high"')
+    standings.write_text(text, encoding="utf-8")
+    (ledger / "standings" / "final-final.json").write_text("{nope", encoding="utf-8")
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    dev = [p for p in report.problems if "standings/dev-final.json" in p]
+    assert any("part 'public'" in p for p in dev) and any("rows[0].score" in p for p in dev)
+    assert all("0.9137" not in p and "high" not in p for p in dev)  # a score is named, never echoed
+    assert any("standings/final-final.json: cannot be read" in p for p in report.problems)
+    board = html(out, "bacteria/leaderboard.html")
+    assert "Final leaderboard" not in board and "0.8521" not in board
+    assert "Private metrics" not in html(out, f"bacteria/evaluations/beta--{'b1' * 6}--dev.html")
+    assert ranked_teams(board, "dev") == ["beta", "alpha", "delta", "gamma"]
+    with pytest.raises(JcError, match=r"(?s)strict mode.*standings/dev-final.json"):
+        build_site(ledger, tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_standings_naming_an_unknown_evaluation_are_reported(ledger: Path, tmp_path: Path) -> None:
+    path = finalize(ledger)
+    path.write_text(path.read_text(encoding="utf-8").replace(f"gamma--{'c1' * 6}--dev", "gamma--gone--dev"),
+                    encoding="utf-8")
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    # with two challenges holding phase dev, the file matches neither: it names an id of none
+    assert any("standings/dev-final.json" in p and "several challenges (bacteria, cells)" in p
+               for p in report.problems)
+    assert "Final leaderboard" not in html(out, "bacteria/leaderboard.html")
+    # one challenge with phase dev: the file is matched, the unknown id reported and not linked
+    cells = ledger / "evaluations"
+    for folder in sorted(cells.iterdir()):
+        if "--dev" in folder.name and folder.name.startswith(("zeta", "eta")):
+            for f in sorted(folder.iterdir()):
+                f.unlink()
+            folder.rmdir()
+    report = build_site(ledger, out)
+    assert any("'gamma--gone--dev' is no readable evaluation of phase dev" in p for p in report.problems)
+    final = final_section(html(out, "bacteria/leaderboard.html"), "dev")
+    assert "<th scope=\"row\">gamma</th>" in final and "<code>gamma--gone--dev</code>" in final
+
+
+def test_two_builds_with_final_standings_are_byte_identical(ledger: Path, tmp_path: Path) -> None:
+    finalize(ledger)
+    first, second = tmp_path / "one", tmp_path / "two"
+    build_site(ledger, first)
+    build_site(ledger, second)
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert tree(first) == tree(second)
+    assert "Final leaderboard (private part)" in html(first, "bacteria/leaderboard.html")
