@@ -29,7 +29,22 @@ def pytest_configure(config):
     """Temp folders of our own: the sandbox user must reach them, and another pytest session
     resets the permissions of the shared /tmp/pytest-of-<user> folder."""
     if not config.option.basetemp and not hasattr(config, "workerinput"):
-        config.option.basetemp = str(Path(tempfile.gettempdir()) / f"jc-datalad-tests-{os.getuid()}")
+        # one folder per session: sessions running side by side must not wipe each other's
+        config.option.basetemp = tempfile.mkdtemp(prefix="jc-datalad-tests-")
+        config._jc_basetemp = config.option.basetemp
+
+
+def pytest_unconfigure(config):
+    """Remove this session's folder after a green run; keep it to look at after a failure."""
+    import shutil
+
+    folder = getattr(config, "_jc_basetemp", None)
+    if folder and getattr(config, "_jc_green", False):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config._jc_green = exitstatus == 0
 
 
 def _reachable(path: Path) -> None:
