@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -84,22 +85,41 @@ def phase_for(spec: ChallengeSpec, when: dt.datetime, default_split: str) -> Pha
     return standings.phase_at(spec, when)
 
 
-def verify_signature(config: RunnerConfig, cand: Candidate, team: str, teams: dict[str, Team]):
-    """Check the head commit's SSH signature in a throw-away bare clone."""
-    from jc_datalad.signing import SignatureCheck, verify_commit
-
+@contextmanager
+def bare_clone(config: RunnerConfig, repository: str) -> Iterator[tuple[Path, Path]]:
+    """A throw-away bare clone of a team repository (and a scratch folder beside it)."""
     where = config.work / "verify" / uuid.uuid4().hex
     where.mkdir(parents=True)
     try:
         repo = where / "repo.git"
-        git(["clone", "--quiet", "--bare", "--no-tags", cand.team.repository, str(repo)],
-            protocols=config.protocols, timeout=600)
-        return verify_commit(repo, cand.commit, team, keys_by_team(teams), workdir=where)
+        git(["clone", "--quiet", "--bare", repository, str(repo)], protocols=config.protocols, timeout=600)
+        yield repo, where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def verify_signature(config: RunnerConfig, cand: Candidate, team: str, teams: dict[str, Team]):
+    """Check the head commit's SSH signature by one of ``team``'s keys."""
+    from jc_datalad.signing import SignatureCheck, verify_commit
+
+    try:
+        with bare_clone(config, cand.team.repository) as (repo, where):
+            return verify_commit(repo, cand.commit, team, keys_by_team(teams), workdir=where)
     except JcError as exc:
         return SignatureCheck(ok=False, reason=f"signature not verifiable: {exc}", fingerprint=None,
                               signer_team=None)
-    finally:
-        shutil.rmtree(where, ignore_errors=True)
+
+
+def tag_signed(config: RunnerConfig, team: Team, tag: str, teams: dict[str, Team]) -> bool:
+    """Whether ``tag`` in ``team``'s repository is signed by one of its (effective) team's keys."""
+    from jc_datalad.signing import verify_tag
+
+    try:
+        with bare_clone(config, team.repository) as (repo, where):
+            return verify_tag(repo, tag, effective_team(teams, team.name), keys_by_team(teams),
+                              workdir=where).ok
+    except JcError:
+        return False
 
 
 def decide(
@@ -165,6 +185,3 @@ def _placeholder(spec: ChallengeSpec, team: str, cand: Candidate, phase: str, wh
                       submission={"commit": cand.commit, "first_seen": when}, phase=phase, split="",
                       status=Status.EVALUATED)
 
-
-def remove_workdirs(config: RunnerConfig) -> None:
-    shutil.rmtree(Path(config.work) / "verify", ignore_errors=True)

@@ -28,7 +28,6 @@ from jc_datalad.gitutil import (
     GitError,
     ensure_identity,
     env_with_annex_on_path,
-    git,
     git_out,
     ls_remote_heads,
     ls_remote_tags,
@@ -243,29 +242,10 @@ def final_tags(config: RunnerConfig, spec: ChallengeSpec, teams: dict[str, Team]
         for name, commit in sorted(tags.items()):
             if not name.startswith("final/"):
                 continue
-            if spec.submission.signed and not _tag_signed(config, team, name, teams):
+            if spec.submission.signed and not admission.tag_signed(config, team, name, teams):
                 continue
             out.setdefault(effective_team(teams, team.name), []).append(commit)
     return out
-
-
-def _tag_signed(config: RunnerConfig, team: Team, tag: str, teams: dict[str, Team]) -> bool:
-    import shutil
-    import uuid
-
-    from jc_datalad.signing import verify_tag
-    from jc_datalad.teams import effective_team, keys_by_team
-
-    where = config.work / "verify" / uuid.uuid4().hex
-    where.mkdir(parents=True)
-    try:
-        repo = where / "repo.git"
-        git(["clone", "--quiet", "--bare", team.repository, str(repo)], protocols=config.protocols)
-        return verify_tag(repo, tag, effective_team(teams, team.name), keys_by_team(teams), workdir=where).ok
-    except JcError:
-        return False
-    finally:
-        shutil.rmtree(where, ignore_errors=True)
 
 
 def _commit(config: RunnerConfig, ev: Evaluation, out: Path, cmd: list[str]) -> None:

@@ -15,6 +15,17 @@ import yaml
 
 DATA = Path(__file__).parent / "data"
 
+
+def sh(*args: str, cwd: Path | None = None) -> str:
+    """Run a plain command (datalad, git, ssh-keygen) as a participant would; fail the test if it fails."""
+    import subprocess
+
+    from jc_datalad.gitutil import env_with_annex_on_path
+
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env_with_annex_on_path())
+    assert proc.returncode == 0, f"{args}: {proc.stderr}"
+    return proc.stdout
+
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "jc test",
     "GIT_AUTHOR_EMAIL": "test@jc-datalad.invalid",
@@ -97,9 +108,9 @@ class Challenge:
 @pytest.fixture(scope="session")
 def challenge(session_dir, minimal_image) -> Challenge:
     """A small bacteria challenge with the minimal image (numpy + tifffile only)."""
-    from jc_datalad.challenge import new_challenge
-
     import datalad.api as dl
+
+    from jc_datalad.challenge import new_challenge
 
     made = new_challenge("bacteria", session_dir / "org", challenge_id="bacteria-test",
                          image=str(minimal_image), items=2, hidden_items=4, frames=2, size=48,

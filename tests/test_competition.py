@@ -8,12 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DATA, Arena
+from conftest import DATA, Arena, sh
 
 from jc_datalad import participant
 from jc_datalad.records import Status
@@ -22,12 +21,6 @@ from jc_datalad.teams import add_team
 UTC = dt.UTC
 
 
-def sh(*args: str, cwd: Path | None = None) -> str:
-    from jc_datalad.gitutil import env_with_annex_on_path
-
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env_with_annex_on_path())
-    assert proc.returncode == 0, f"{args}: {proc.stderr}"
-    return proc.stdout
 
 
 def at(text: str) -> dt.datetime:

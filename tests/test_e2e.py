@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from pathlib import Path
 
-from conftest import DATA
+from conftest import DATA, sh
 
-from jc_datalad.gitutil import env_with_annex_on_path
 from jc_datalad.records import Status
 
 RECORD_FIELDS = {
@@ -19,10 +16,6 @@ RECORD_FIELDS = {
 }
 
 
-def sh(*args: str, cwd: Path | None = None) -> str:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env_with_annex_on_path())
-    assert proc.returncode == 0, f"{args}: {proc.stderr}"
-    return proc.stdout
 
 
 def test_participants_with_datalad_and_git_only_are_evaluated_and_ranked(arena):

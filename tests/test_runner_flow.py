@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import DATA
+from conftest import DATA, sh
 
 from jc_datalad import ledger, participant
 from jc_datalad.cli import main
-from jc_datalad.gitutil import env_with_annex_on_path
 from jc_datalad.records import Evaluation, Status
 from jc_datalad.submit import check_submission
-
-
-def sh(*args: str, cwd: Path | None = None) -> str:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env_with_annex_on_path())
-    assert proc.returncode == 0, f"{args}: {proc.stderr}"
-    return proc.stdout
 
 
 def test_sidecar_run_records_are_read(arena):

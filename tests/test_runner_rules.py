@@ -7,22 +7,16 @@ record it with a clear reason and never run it on the host.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from conftest import DATA
+from conftest import DATA, sh
 
 from jc_datalad import participant
-from jc_datalad.gitutil import env_with_annex_on_path
 from jc_datalad.records import Status
 
 RUN = "python code/predict.py {inputs} {outputs}"
 
 
-def sh(*args: str, cwd: Path | None = None) -> str:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env_with_annex_on_path())
-    assert proc.returncode == 0, f"{args}: {proc.stderr}"
-    return proc.stdout
 
 
 def honest(arena, name: str) -> tuple[Path, Path]:
