@@ -20,9 +20,10 @@ import jinja2
 from jc_datalad.errors import JcError
 from jc_datalad.ledger import EVALUATIONS
 from jc_datalad.records import Evaluation
-from site_generator import pages
+from site_generator import pages, stats
 from site_generator.gather import BadRecord, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
+from site_generator.tables import Table
 
 lgr = logging.getLogger(__name__)
 
@@ -95,9 +96,24 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     error_pages = _error_pages(found_challenges, gathered.evaluations, gathered.bad)
     render("index.html", "index.html",
            partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)
+    exports: dict[str, str] = {}
     for challenge in found_challenges:
-        render(f"{challenge.id}/leaderboard.html", "leaderboard.html",
-               partial(pages.leaderboard_context, challenge, error_pages), page_error)
+        folder = f"{challenge.id}/"
+        boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge), exports)
+        render(f"{folder}leaderboard.html", "leaderboard.html",
+               partial(pages.leaderboard_context, challenge, error_pages,
+                       {phase: t.name for phase, t in boards.items()}), page_error)
+        numbers = _tables(folder, problems, partial(stats.statistics_tables, challenge), exports)
+        render(f"{folder}statistics.html", "statistics.html",
+               partial(stats.statistics_context, challenge, numbers), page_error)
+        for team, evs in sorted(stats.by_team(challenge).items()):
+            page = pages.team_page(team)
+            if page is None:
+                continue
+            _tables(f"{folder}teams/", problems,
+                    partial(stats.team_tables, challenge, team, evs), exports)
+            render(f"{folder}{page}", "team.html", partial(stats.team_context, challenge, team, evs),
+                   page_error)
         for ev in challenge.evaluations:
             record = gathered.paths[ev.id]
             bad = BadRecord(path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
@@ -113,6 +129,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     for path, bad in sorted(error_pages.items()):
         render(path, "record_error.html", partial(pages.record_error_context, bad), page_error)
 
+    rendered.update(exports)
     for name in sorted(os.listdir(HERE / STATIC)):
         rendered[f"{STATIC}/{name}"] = (HERE / STATIC / name).read_text(encoding="utf-8")
 
@@ -121,6 +138,21 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
                       + "\n".join(f"  {p}" for p in problems))
     _write(out, rendered)
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
+
+
+def _tables(folder: str, problems: list[str], make: Callable[[], Mapping[str, Table]],
+            exports: dict[str, str]) -> Mapping[str, Table]:
+    """The tables ``make`` returns, each exported as JSON and CSV into ``folder``; a failure is reported."""
+    try:
+        tables = make()
+        for t in tables.values():
+            exports.update(t.files(folder))
+    except _RENDER_ERRORS as exc:
+        message = f"exports in {folder}: {type(exc).__name__}: {exc}"
+        lgr.warning(message)
+        problems.append(message)
+        return {}
+    return tables
 
 
 def _error_pages(found: tuple[Challenge, ...], good: tuple[Evaluation, ...],

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jc_datalad.records import Evaluation, Status
-from site_generator.gather import BadRecord, is_number, parse_time
+from site_generator.gather import BadRecord, is_number, parse_time, safe_eval_id
 from site_generator.leaderboard import Challenge, FinalRow
 
 MISSING = "—"
@@ -56,6 +56,11 @@ def fmt_commit(value: Any) -> str:
 
 FILTERS = {"num": fmt_number, "mib": fmt_mib, "secs": fmt_seconds, "when": fmt_time,
            "short": fmt_commit}
+
+
+def team_page(team: str) -> str | None:
+    """A team's page relative to its challenge folder; None for a name that is no safe file name."""
+    return f"teams/{team}.html" if safe_eval_id(team) else None
 
 
 def evaluation_page(ev: Evaluation) -> str:
@@ -103,7 +108,9 @@ def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
     }
 
 
-def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecord]) -> dict[str, Any]:
+def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecord],
+                        exports: Mapping[str, str]) -> dict[str, Any]:
+    """``exports``: phase name (or ``<phase>-final``) -> the stem of its JSON and CSV files."""
     prefix = f"{challenge.id}/"
     bad = [{"record": b, "page": path.removeprefix(prefix)}
            for path, b in sorted(error_pages.items()) if path.startswith(prefix)]
@@ -114,7 +121,9 @@ def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecor
         "challenge": challenge,
         "bad": bad,
         "page_of": evaluation_page,
+        "team_page": team_page,
         "finals": finals,
+        "exports": exports,
     }
 
 

@@ -335,8 +335,9 @@ def test_final_standings_show_the_private_leaderboard(ledger: Path, tmp_path: Pa
     # above the public table of the phase
     assert dev.index("Final leaderboard (private part)") < dev.index("Leaderboard of phase dev (public part)")
     final = final_section(board, "dev")
-    teams = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>', final)
-    assert teams == [(f"evaluations/{eid}.html", team) for team, eid in (
+    teams = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>\n<td class="num primary"'
+                       r'[^>]*><a href="([^"]+)">', final)
+    assert teams == [(f"teams/{team}.html", team, f"evaluations/{eid}.html") for team, eid in (
         ("beta", f"beta--{'b1' * 6}--dev"), ("delta", f"delta--{'d1' * 6}--dev"),
         ("alpha", f"alpha--{'a2' * 6}--dev"), ("gamma", f"gamma--{'c1' * 6}--dev"))]
     for score in ("0.9137", "0.8521", "0.7049", "0.6083"):
@@ -426,7 +427,7 @@ def test_standings_naming_an_unknown_evaluation_are_reported(ledger: Path, tmp_p
     report = build_site(ledger, out)
     assert any("'gamma--gone--dev' is no readable evaluation of phase dev" in p for p in report.problems)
     final = final_section(html(out, "bacteria/leaderboard.html"), "dev")
-    assert "<th scope=\"row\">gamma</th>" in final and "<code>gamma--gone--dev</code>" in final
+    assert "<code>gamma--gone--dev</code>" in final and "gamma--gone--dev.html" not in final
 
 
 def test_two_builds_with_final_standings_are_byte_identical(ledger: Path, tmp_path: Path) -> None:
@@ -440,3 +441,79 @@ def test_two_builds_with_final_standings_are_byte_identical(ledger: Path, tmp_pa
 
     assert tree(first) == tree(second)
     assert "Final leaderboard (private part)" in html(first, "bacteria/leaderboard.html")
+
+
+def test_team_page_lists_every_submission_with_status_and_reason(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert report.problems == ()
+    board = html(out, "bacteria/leaderboard.html")
+    assert ranked_teams(board, "dev") == ["beta", "alpha", "delta", "gamma"]
+    assert '<a href="teams/alpha.html">alpha</a>' in board and '<a href="teams/omega.html">omega</a>' in board
+    alpha = html(out, "bacteria/teams/alpha.html")
+    rows = re.findall(r'<a href="\.\./evaluations/([^"]+)\.html">', alpha)
+    assert rows == [f"alpha--{'a1' * 6}--dev", f"alpha--{'a2' * 6}--dev", f"alpha--{'a3' * 6}--final"]
+    for score in ("0.7000", "0.8000", "0.1000"):
+        assert score in alpha
+    assert '<svg role="img" aria-labelledby=' in alpha and "<title id=" in alpha  # score history
+    assert 'href="alpha.json"' in alpha and 'href="alpha.csv"' in alpha
+    omega = html(out, "bacteria/teams/omega.html")
+    assert "failed" in omega and "exited with code 1: boom" in omega and "<svg" not in omega
+    assert "changes .gitmodules" in html(out, "bacteria/teams/sneaky.html")
+    late = html(out, "bacteria/teams/late.html")
+    assert "rejected" in late and "outside every phase of the challenge" in late
+    for page in report.pages:
+        if "/teams/" in page or "statistics" in page:
+            text = (out / page).read_text(encoding="utf-8")
+            assert SECRET not in text and PRIVATE_ITEM not in text, page
+
+
+def test_exports_hold_what_the_tables_show(ledger: Path, tmp_path: Path) -> None:
+    import csv
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    board = html(out, "bacteria/leaderboard.html")
+    assert 'href="leaderboard-dev.json"' in board and 'href="leaderboard-dev.csv"' in board
+    data = json.loads(html(out, "bacteria/leaderboard-dev.json"))
+    assert [r["team"] for r in data["rows"]] == ranked_teams(board, "dev")
+    assert [r["aji"] for r in data["rows"]] == [0.8, 0.8, 0.6, 0.6]
+    rows = list(csv.DictReader(html(out, "bacteria/leaderboard-dev.csv").splitlines()))
+    assert [(r["rank"], r["team"], r["evaluation_id"]) for r in rows] == [
+        (str(r["rank"]), r["team"], r["evaluation_id"]) for r in data["rows"]]
+    team = json.loads(html(out, "bacteria/teams/omega.json"))
+    assert team["rows"] == [{"evaluation_id": f"omega--{'e1' * 6}--dev", "phase": "dev",
+                             "first_seen": "2024-05-04T00:00:00Z", "commit": "e1" * 20, "status": "failed",
+                             "reason": "step 1 (python predict.py) exited with code 1: boom",
+                             "aji_public": None}]
+    per_day = list(csv.reader(html(out, "bacteria/statistics-submissions-per-day.csv").splitlines()))
+    assert per_day[0] == ["day", "submissions"]
+    counts = {day: int(n) for day, n in per_day[1:]}
+    assert counts["2024-05-01"] == 2 and counts["2024-05-04"] == 2 and counts["2024-06-01"] == 1
+    assert sum(counts.values()) == 9 and counts["2024-05-20"] == 0  # every day in between
+    teams = json.loads(html(out, "bacteria/statistics-teams-over-time.json"))["rows"]
+    assert teams[-1]["teams"] == 7
+    best = json.loads(html(out, "bacteria/statistics-best-over-time.json"))["rows"]
+    assert [(r["phase"], r["team"], r["aji_public"]) for r in best] == [
+        ("dev", "alpha", 0.7), ("dev", "beta", 0.8), ("final", "alpha", 0.1)]
+    dist = json.loads(html(out, "bacteria/statistics-score-distribution.json"))["rows"]
+    assert sum(r["submissions"] for r in dist) == 6
+
+
+def test_statistics_page_has_labelled_deterministic_plots(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    page = html(out, "bacteria/statistics.html")
+    svgs = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+    assert len(svgs) == 4
+    for svg in svgs:
+        assert svg.startswith('<svg role="img" aria-labelledby="plot-') and "<title id=" in svg
+        assert "<dc:date>" not in svg and "<text" in svg  # no build date; text as text
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # four inline plots share one id space
+    for name in ("submissions-per-day", "teams-over-time", "best-over-time", "score-distribution"):
+        assert f'href="statistics-{name}.csv"' in page
+    assert 'href="statistics.html"' in html(out, "bacteria/leaderboard.html")
+    again = tmp_path / "again"
+    build_site(ledger, again)
+    assert html(again, "bacteria/statistics.html") == page
+    assert html(again, "bacteria/teams/alpha.html") == html(out, "bacteria/teams/alpha.html")

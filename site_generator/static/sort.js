@@ -1,0 +1,51 @@
+// Sortable table columns: click a column header of a table.sortable to sort its rows.
+// The page is complete without this script: the server-rendered order is the ranking.
+// A cell's data-sort attribute, when present, is the value sorted on (numbers, ISO times).
+(function () {
+  "use strict";
+  function key(cell) {
+    if (!cell) { return ""; }
+    var raw = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
+    var n = Number(raw);
+    return raw !== "" && !isNaN(n) ? n : raw;
+  }
+  function compare(a, b) {
+    if (typeof a === "number" && typeof b === "number") { return a - b; }
+    if (typeof a === "number") { return -1; }  // numbers before text such as "—"
+    if (typeof b === "number") { return 1; }
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+  function sortBy(table, index, th) {
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows).map(function (row, n) {
+      return { row: row, key: key(row.cells[index]), n: n };
+    });
+    rows.sort(function (a, b) {
+      var c = compare(a.key, b.key);
+      return (ascending ? c : -c) || a.n - b.n;
+    });
+    rows.forEach(function (r) { body.appendChild(r.row); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) { cell.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+  }
+  function init() {
+    Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+      if (!table.tHead || !table.tBodies.length) { return; }
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
+        var button = document.createElement("button");
+        button.type = "button";
+        button.className = "sort";
+        while (th.firstChild) { button.appendChild(th.firstChild); }
+        button.title = "Sort by this column";
+        th.appendChild(button);
+        button.addEventListener("click", function () { sortBy(table, index, th); });
+      });
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+}());

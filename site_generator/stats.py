@@ -1,0 +1,193 @@
+"""Team pages, the statistics page and the exported tables of each page (pure, no I/O).
+
+Only public scores appear here: the private part of a score reaches the site
+only through a phase's final leaderboard (see :mod:`site_generator.pages`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from jc_datalad.records import Evaluation
+from site_generator import plots
+from site_generator.gather import parse_time, safe_eval_id
+from site_generator.leaderboard import Challenge, Phase, first_seen, primary_score
+from site_generator.tables import Table, table
+
+HISTOGRAM_BINS = 10
+
+
+def phase_file(phase: Phase) -> str | None:
+    """The stem of a phase's leaderboard exports; None for a phase name that is no safe file name."""
+    return f"leaderboard-{phase.name}" if safe_eval_id(phase.name) else None
+
+
+def leaderboard_tables(challenge: Challenge) -> dict[str, Table]:
+    """Phase name (``<phase>`` and ``<phase>-final``) -> its exported leaderboard table."""
+    tables: dict[str, Table] = {}
+    for p in challenge.phases:
+        stem = phase_file(p)
+        if stem is None:
+            continue
+        tables[p.name] = table(
+            stem, f"Leaderboard of phase {p.name} (public part)",
+            ["rank", "team", *challenge.columns, "submissions", "last_submission", "evaluation_id"],
+            [[r.rank, r.team, *(r.best.public.get(c) for c in challenge.columns), r.submissions,
+              r.last_submission, r.best.id] for r in p.rows])
+        if p.final is not None:
+            tables[f"{p.name}-final"] = table(
+                f"{stem}-final", f"Final leaderboard of phase {p.name} (private part)",
+                ["rank", "team", f"{challenge.primary}_private", "public_rank", "evaluation_id", "selected"],
+                [[r.rank, r.team, r.score, r.previous_rank, r.evaluation_id,
+                  " ".join(s for s, _ in r.selected)] for r in p.final.rows])
+    return tables
+
+
+def by_team(challenge: Challenge) -> dict[str, list[Evaluation]]:
+    """Team -> its evaluations, by first_seen."""
+    teams: dict[str, list[Evaluation]] = defaultdict(list)
+    for ev in challenge.evaluations:
+        teams[ev.team].append(ev)
+    return teams
+
+
+def team_tables(challenge: Challenge, team: str, evs: list[Evaluation]) -> dict[str, Table]:
+    return {"team": team_table(challenge, team, evs)}
+
+
+def team_context(challenge: Challenge, team: str, evs: list[Evaluation]) -> dict[str, Any]:
+    """The page of ``team``: ``evs`` are its evaluations, by first_seen."""
+    rows = [{
+        "ev": ev,
+        "page": f"../evaluations/{ev.id}.html",
+        "status": ev.status.value,
+        "reason": ev.reason or "",
+        "score": primary_score(ev, challenge.primary),
+    } for ev in evs]
+    export = team_table(challenge, team, evs)
+    series = []
+    for p in challenge.phases:
+        scored = [(first_seen(ev), s) for ev in evs if ev.phase == p.name
+                  and (s := primary_score(ev, challenge.primary)) is not None]
+        if scored:
+            series.append((f"phase {p.name}", [t for t, _ in scored], [s for _, s in scored]))
+    title = f"Public {challenge.primary} of each evaluated submission of team {team} over time"
+    plot = plots.points(f"team-{challenge.id}-{team}", title, series,
+                        ylabel=f"{challenge.primary} (public)") if series else None
+    return {
+        "title": f"{team} — {challenge.title}",
+        "challenge": challenge,
+        "team": team,
+        "rows": rows,
+        "plot": plot,
+        "plot_title": title,
+        "export": export.name,
+    }
+
+
+def team_table(challenge: Challenge, team: str, evs: list[Evaluation]) -> Table:
+    return table(
+        team, f"Every submission of team {team}, oldest first",
+        ["evaluation_id", "phase", "first_seen", "commit", "status", "reason",
+         f"{challenge.primary}_public"],
+        [[ev.id, ev.phase, ev.submission["first_seen"], ev.submission.get("commit"), ev.status.value,
+          ev.reason, primary_score(ev, challenge.primary)] for ev in evs])
+
+
+def _day(ev: Evaluation) -> dt.date:
+    return first_seen(ev).astimezone(dt.UTC).date()
+
+
+def statistics_tables(challenge: Challenge) -> dict[str, Table]:
+    """The four statistics of a challenge, each as the table its plot is drawn from."""
+    evs = challenge.evaluations
+    days: list[dt.date] = []
+    if evs:
+        start, end = min(_day(ev) for ev in evs), max(_day(ev) for ev in evs)
+        days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+    per_day: dict[dt.date, int] = defaultdict(int)
+    new_teams: dict[dt.date, int] = defaultdict(int)
+    seen: set[str] = set()
+    for ev in evs:  # by first_seen
+        per_day[_day(ev)] += 1
+        if ev.team not in seen:
+            seen.add(ev.team)
+            new_teams[_day(ev)] += 1
+    cumulative, teams_rows = 0, []
+    for d in days:
+        cumulative += new_teams[d]
+        teams_rows.append([d.isoformat(), new_teams[d], cumulative])
+    best_rows = []
+    sign = 1.0 if challenge.direction == "max" else -1.0
+    for p in challenge.phases:
+        best: float | None = None
+        for ev in p.evaluations:
+            score = primary_score(ev, challenge.primary)
+            if score is not None and (best is None or sign * score > sign * best):
+                best = score
+                best_rows.append([p.name, ev.submission["first_seen"], ev.team, ev.id, score])
+    scores = [s for ev in evs if (s := primary_score(ev, challenge.primary)) is not None]
+    hist_rows = []
+    if scores:
+        counts, edges = np.histogram(np.array(scores, dtype=float), bins=HISTOGRAM_BINS)
+        hist_rows = [[float(edges[n]), float(edges[n + 1]), int(c)] for n, c in enumerate(counts)]
+    primary = challenge.primary
+    return {
+        "per_day": table("statistics-submissions-per-day", "Submissions per day (UTC, by first seen)",
+                         ["day", "submissions"], [[d.isoformat(), per_day[d]] for d in days]),
+        "teams": table("statistics-teams-over-time", "Distinct teams over time (by first submission)",
+                       ["day", "new_teams", "teams"], teams_rows),
+        "best": table("statistics-best-over-time", f"Best public {primary} over time, per phase "
+                      "(one row per improvement)",
+                      ["phase", "first_seen", "team", "evaluation_id", f"{primary}_public"], best_rows),
+        "distribution": table("statistics-score-distribution",
+                              f"Distribution of public {primary} over every evaluated submission",
+                              ["low", "high", "submissions"], hist_rows),
+    }
+
+
+def statistics_context(challenge: Challenge, tables: Mapping[str, Table]) -> dict[str, Any]:
+    primary = challenge.primary
+    per_day, teams, best, dist = (tables[k] for k in ("per_day", "teams", "best", "distribution"))
+    figures = []
+
+    def figure(key: str, title: str, svg: Any) -> None:
+        figures.append({"key": key, "title": title, "svg": svg, "table": tables[key]})
+
+    if per_day.rows:
+        title = "Submissions per day (UTC)"
+        figure("per_day", title, plots.bars(f"{challenge.id}-per-day", title,
+                                            [r[0] for r in per_day.rows], [r[1] for r in per_day.rows],
+                                            ylabel="submissions"))
+        title = "Distinct teams over time"
+        figure("teams", title, plots.steps(
+            f"{challenge.id}-teams", title,
+            [("teams", [dt.datetime.fromisoformat(r[0]).replace(tzinfo=dt.UTC) for r in teams.rows],
+              [r[2] for r in teams.rows])], ylabel="teams"))
+    if best.rows:
+        title = f"Best public {primary} over time, per phase"
+        series = []
+        for p in challenge.phases:
+            mine = [r for r in best.rows if r[0] == p.name]
+            if mine:
+                last = p.evaluations[-1].submission["first_seen"]
+                xs = [*(r[1] for r in mine), last]
+                ys = [*(r[4] for r in mine), mine[-1][4]]
+                series.append((f"phase {p.name}", [parse_time(x) for x in xs], ys))
+        figure("best", title, plots.steps(f"{challenge.id}-best", title, series,
+                                          ylabel=f"best {primary} (public)", markers=True))
+    if dist.rows:
+        title = f"Distribution of public {primary}"
+        figure("distribution", title, plots.bars(
+            f"{challenge.id}-distribution", title, [f"{r[0]:.3g}–{r[1]:.3g}" for r in dist.rows],
+            [r[2] for r in dist.rows], ylabel="submissions"))
+    return {
+        "title": f"{challenge.title}: statistics",
+        "challenge": challenge,
+        "figures": figures,
+    }
