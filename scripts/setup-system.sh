@@ -9,6 +9,9 @@ command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# the browser tests (tests/test_browser.py) drive Debian's chromium with playwright
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -19,6 +19,7 @@ import matplotlib
 import matplotlib.dates as mdates
 from markupsafe import Markup, escape
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _RC: Any = {"svg.fonttype": "none", "timezone": "UTC", "font.size": 9.0,
        "font.family": ["DejaVu Sans", "sans-serif"], "axes.spines.top": False,
@@ -51,7 +52,7 @@ def _figure() -> Figure:
 
 
 def steps(salt: str, title: str, series: Sequence[tuple[str, Sequence[dt.datetime], Sequence[float]]],
-          *, ylabel: str, markers: bool = False) -> Markup:
+          *, ylabel: str, markers: bool = False, counts: bool = False) -> Markup:
     """A step line per named series over time (each step holds until the next point)."""
     with matplotlib.rc_context(_RC):
         fig = _figure()
@@ -60,6 +61,8 @@ def steps(salt: str, title: str, series: Sequence[tuple[str, Sequence[dt.datetim
             ax.step(cast(Any, list(xs)), list(ys), where="post", label=name, marker="o" if markers else None,
                     markersize=3)
         ax.set_ylabel(ylabel)
+        if counts:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         if len(series) > 1:
             ax.legend(loc="best", frameon=False)
         _dates(ax)
@@ -91,6 +94,7 @@ def bars(salt: str, title: str, labels: Sequence[str], values: Sequence[float], 
         every = max(1, len(labels) // 12 + (1 if len(labels) % 12 else 0))
         ax.set_xticks(positions[::every], list(labels)[::every], rotation=30, ha="right")
         ax.set_ylabel(ylabel)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
         return _svg(fig, salt, title)
 
 

@@ -168,7 +168,7 @@ def statistics_context(challenge: Challenge, tables: Mapping[str, Table]) -> dic
         figure("teams", title, plots.steps(
             f"{challenge.id}-teams", title,
             [("teams", [dt.datetime.fromisoformat(r[0]).replace(tzinfo=dt.UTC) for r in teams.rows],
-              [r[2] for r in teams.rows])], ylabel="teams"))
+              [r[2] for r in teams.rows])], ylabel="teams", counts=True))
     if best.rows:
         title = f"Best public {primary} over time, per phase"
         series = []

@@ -1,0 +1,143 @@
+"""The built site in a real browser: Debian's chromium driven by playwright.
+
+No ``playwright install``: chromium comes from Debian (``scripts/setup-system.sh``
+installs it, so ``make test`` runs these tests). The site is served by a local
+``http.server`` on 127.0.0.1 in a thread; the browser reaches nothing else.
+Screenshots are kept under ``artifacts/screenshots/`` for a human to look at.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_site import make, write
+
+from jc_datalad.records import Status
+from site_generator import build_site
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup-system.sh does)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install -e '.[test]'")
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    results = root / "results"
+    for ev in (
+        make("alpha", "a1" * 20, score=0.70, first_seen="2024-05-01T10:00:00Z"),
+        make("alpha", "a2" * 20, score=0.80, first_seen="2024-05-02T10:00:00Z"),
+        make("beta", "b1" * 20, score=0.90, first_seen="2024-05-01T12:00:00Z"),
+        make("gamma", "c1" * 20, score=0.60, first_seen="2024-05-03T00:00:00Z"),
+        make("delta", "d1" * 20, score=0.75, first_seen="2024-05-03T06:00:00Z"),
+        make("omega", "e1" * 20, score=None, first_seen="2024-05-04T00:00:00Z", status=Status.FAILED,
+             reason="step 1 (python predict.py) exited with code 1: boom"),
+    ):
+        write(results, ev)
+    out = root / "site"
+    report = build_site(results, out)
+    assert report.problems == ()
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+@pytest.fixture(scope="module")
+def page(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    home = tmp_path_factory.mktemp("chromium-home")  # chromium writes its profile under HOME
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
+                                     env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def shot(page: object, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def ranked(page: object) -> list[str]:
+    return page.locator(  # type: ignore[attr-defined]
+        "#phase-dev table.leaderboard tbody th[scope=row]").all_inner_texts()
+
+
+def test_index_leaderboard_sort_and_submission_page(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server + "index.html")
+    shot(page, "index")
+    page.get_by_role("link", name="Challenge bacteria").click()
+    page.wait_for_url("**/bacteria/leaderboard.html")
+    assert ranked(page) == ["beta", "alpha", "delta", "gamma"]  # server-rendered ranking
+    shot(page, "leaderboard")
+
+    table = page.locator("#phase-dev table.leaderboard")
+    table.locator("thead th", has_text="Team").locator("button.sort").click()
+    assert ranked(page) == ["alpha", "beta", "delta", "gamma"]
+    assert table.locator("thead th", has_text="Team").get_attribute("aria-sort") == "ascending"
+    aji = table.locator("thead th", has_text="aji").locator("button.sort")
+    aji.click()
+    assert ranked(page) == ["gamma", "delta", "alpha", "beta"]  # numbers, lowest first
+    aji.click()
+    assert ranked(page) == ["beta", "alpha", "delta", "gamma"]
+    shot(page, "leaderboard-sorted")
+
+    page.locator("#phase-dev table.leaderboard tbody tr", has_text="alpha").locator("td.primary a").click()
+    page.wait_for_url(f"**/bacteria/evaluations/alpha--{'a2' * 6}--dev.html")
+    provenance = page.locator("dl.provenance")
+    for term, value in (("Submission commit", "a2" * 20), ("Hidden inputs commit", "a" * 40),
+                        ("Image annex key", "MD5E-s1--0123.sif"), ("Scorer", "instance 0.1.0")):
+        dd = provenance.locator(f"dt:text-is('{term}') + dd")
+        assert dd.inner_text().strip() == value, term
+    reproduce = page.locator("h2:text-is('Reproduce') + p + pre").inner_text()
+    assert reproduce.strip() == f"jc runner reproduce alpha--{'a2' * 6}--dev --config runner.yaml"
+    shot(page, "evaluation")
+    assert errors == []
+
+
+def test_team_and_statistics_pages(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "bacteria/leaderboard.html")
+    page.locator("#phase-dev table.leaderboard").get_by_role("link", name="alpha", exact=True).click()
+    page.wait_for_url("**/bacteria/teams/alpha.html")
+    assert page.get_by_role("img", name="Public aji of each evaluated submission of team alpha over time"
+                            ).is_visible()
+    assert page.locator("table.sortable tbody tr").count() == 2
+    shot(page, "team")
+    page.goto(server + "bacteria/statistics.html")
+    assert page.locator("figure.plot svg[role=img]").count() == 4
+    assert page.get_by_role("img", name="Submissions per day (UTC)").is_visible()
+    shot(page, "statistics")
