@@ -18,6 +18,10 @@ from site_generator.leaderboard import Challenge, FinalRow
 
 MISSING = "—"
 
+#: Power drawn per busy CPU core for the energy estimate of an evaluation: a
+#: server CPU of about 200 W over 20 cores; memory, disk and idle power are left out.
+WATTS_PER_CORE = 10.0
+
 
 def fmt_number(value: Any) -> str:
     """A score as shown: four decimals, or four significant digits when very small or large."""
@@ -159,11 +163,24 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
         "columns": columns,
         "items": items,
         "steps": _steps(ev, logs),
+        "energy": energy(ev),
+        "watts_per_core": WATTS_PER_CORE,
         "provenance": _provenance(ev, record),
         "stages": sorted(ev.stages.items()),
         "reproduce": ev.reproduce,
         "record": record,
     }
+
+
+def energy(ev: Evaluation) -> dict[str, float] | None:
+    """CPU seconds of the re-executed steps times :data:`WATTS_PER_CORE`; None without CPU times."""
+    cpu = [s.get("cpu_s") for s in ev.steps]
+    known = [float(c) for c in cpu if is_number(c)]
+    if not known:
+        return None
+    seconds = sum(known)
+    joules = seconds * WATTS_PER_CORE
+    return {"cpu_s": seconds, "joules": joules, "wh": joules / 3600.0}
 
 
 def _shown(value: Any) -> Any:

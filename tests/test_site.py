@@ -517,3 +517,12 @@ def test_statistics_page_has_labelled_deterministic_plots(ledger: Path, tmp_path
     build_site(ledger, again)
     assert html(again, "bacteria/statistics.html") == page
     assert html(again, "bacteria/teams/alpha.html") == html(out, "bacteria/teams/alpha.html")
+
+
+def test_evaluation_page_estimates_energy_from_cpu_seconds(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    page = html(out, f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html")
+    # 1.25 CPU seconds x 10 W per core = 12.5 J = 0.00347 Wh
+    assert "Estimated energy: <strong>0.00347 Wh</strong> (12.5 J), from 1.25 CPU seconds × 10 W per core" in page
+    assert "Estimated energy" not in html(out, f"bacteria/evaluations/late--{'90' * 6}--dev.html")
