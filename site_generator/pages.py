@@ -174,8 +174,7 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
 
 def energy(ev: Evaluation) -> dict[str, float] | None:
     """CPU seconds of the re-executed steps times :data:`WATTS_PER_CORE`; None without CPU times."""
-    cpu = [s.get("cpu_s") for s in ev.steps]
-    known = [float(c) for c in cpu if is_number(c)]
+    known = [float(s["cpu_s"]) for s in ev.steps if is_number(s.get("cpu_s"))]
     if not known:
         return None
     seconds = sum(known)
