@@ -76,6 +76,11 @@ def check_submission(dataset: Path) -> SubmitCheck:
 
     inspection = inspect_submission(dataset, base, head, spec)
     problems = list(inspection.problems)
+    if spec.submission.signed:
+        header = git_out(["cat-file", "commit", head], dataset).split("\n\n", 1)[0]
+        if "\ngpgsig" not in header and "\ngpgsig-sha256" not in header:
+            problems.append(f"the head commit {head[:12]} is not signed: the challenge counts only commits "
+                            "signed with your team's registered SSH key (docs/signing.md)")
     steps: list[RecordedStep] = []
 
     def sidecar_of(commit: str, record_id: str) -> bytes:

@@ -223,3 +223,13 @@ def test_team_merge_before_and_after_the_deadline(board):
         merge_teams(board.teams_file, "eta", "iota", deadline=at("2027-01-15T00:00:00"),
                     now=at("2027-01-16T00:00:00"))
     shutil.rmtree(board.root / "keys")
+
+
+def test_submit_check_wants_a_signature(board):
+    from jc_datalad.submit import check_submission
+
+    _, clone, _ = signed_team(board, "kappa")
+    assert check_submission(clone).ok
+    sh("git", "commit", "-q", "--no-gpg-sign", "--allow-empty", "-m", "unsigned", cwd=clone)
+    result = check_submission(clone)
+    assert not result.ok and "is not signed" in result.problems[0]
