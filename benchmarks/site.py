@@ -1,0 +1,122 @@
+"""Site build time and memory on a synthetic ledger, and the rebuild after one new evaluation.
+
+A ledger of 10,000 evaluations (3 phases, 300 teams; about one in ten failed,
+refused or rejected) is written straight into a temporary folder as record
+files, the way ``tests/test_site.py`` does (no datalad). Then:
+
+1. a first build into an empty folder: wall time, pages written;
+2. one new evaluation is added and the site rebuilt into the same folder:
+   wall time and how many files changed;
+3. the peak resident memory of the process (``resource.getrusage``), which
+   covers both builds.
+
+Usage: ``.venv/bin/python benchmarks/site.py [--evaluations 10000] [--teams 300] [--keep DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jc_datalad.records import Evaluation, Status  # noqa: E402
+from site_generator import build_site  # noqa: E402
+
+PHASES = ("dev", "test", "final")
+START = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+CHALLENGE = {"id": "bench", "title": "Benchmark challenge", "type": "inference", "primary": "aji",
+             "direction": "max", "columns": ["aji", "f1"], "commit": "c" * 40}
+
+
+def evaluation(n: int, teams: int, total: int) -> Evaluation:
+    """The ``n``-th synthetic evaluation: first seen in order over 90 days, phases in thirds."""
+    team = f"team{n % teams:03d}"
+    commit = hashlib.sha1(str(n).encode()).hexdigest()
+    phase = PHASES[min(len(PHASES) - 1, n * len(PHASES) // total)]
+    seen = (START + dt.timedelta(minutes=n * 90 * 24 * 60 // total)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kind = n % 20
+    status = (Status.FAILED if kind == 7 else Status.REFUSED if kind == 13
+              else Status.REJECTED if kind == 17 else Status.EVALUATED)
+    evaluated = status is Status.EVALUATED
+    score = round(0.3 + 0.6 * ((n * 7919) % 1000) / 1000, 4)
+    eid = f"{team}--{commit[:12]}--{phase}"
+    return Evaluation(
+        id=eid, challenge=CHALLENGE, team=team,
+        submission={"repository": f"https://example.org/{team}.git", "commit": commit,
+                    "branches": ["main"], "first_seen": seen,
+                    "steps": [{"commit": commit, "recorded_cmd": "datalad containers-run -n env python predict.py",
+                               "command": "python predict.py", "inputs": ["inputs/test"],
+                               "outputs": ["predictions"]}]},
+        phase=phase, split="test", status=status,
+        reason=None if evaluated else f"synthetic {status.value} submission",
+        hidden={"inputs": {"dataset_id": "in-uuid", "commit": "a" * 40},
+                "labels": {"dataset_id": "lab-uuid", "commit": "b" * 40}},
+        image={"name": "env", "key": "MD5E-s1--0123.sif"},
+        scorer={"name": "instance", "version": "0.1.0"},
+        runner={"version": "0.1.0", "backend": "local", "sandbox": "bubblewrap"},
+        metrics={"aji": score, "f1": 0.5} if evaluated else {},
+        public={"aji": score, "f1": 0.5} if evaluated else {},
+        private={"aji": score, "f1": 0.5} if evaluated else {},
+        items=[{"name": f"img_{i:03d}", "part": "public", "metrics": {"aji": score, "f1": 0.5}}
+               for i in range(5)] if evaluated else [],
+        steps=[{"number": 1, "command": "python predict.py", "status": "ok" if evaluated else "failed",
+                "exit_code": 0 if evaluated else 1, "wall_s": 1.5, "cpu_s": 1.25,
+                "peak_rss_bytes": 3 * 2**20, "stdout_tail": "done", "stderr_tail": ""}]
+        if status in (Status.EVALUATED, Status.FAILED) else [],
+        stages={"clone": 0.5, "run": 1.5},
+        started=seen, finished=seen,
+        reproduce=[f"jc runner reproduce {eid} --config runner.yaml"],
+    )
+
+
+def write(results: Path, ev: Evaluation) -> None:
+    folder = results / "evaluations" / ev.id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "record.json").write_text(ev.to_json(), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluations", type=int, default=10_000)
+    parser.add_argument("--teams", type=int, default=300)
+    parser.add_argument("--keep", type=Path, help="build here and keep the ledger and site")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="jc-site-bench-"))
+    results, out = root / "results", root / "site"
+    try:
+        t0 = time.perf_counter()
+        for n in range(args.evaluations):
+            write(results, evaluation(n, args.teams, args.evaluations))
+        print(f"ledger: {args.evaluations} evaluations, {len(PHASES)} phases, {args.teams} teams, "
+              f"written in {time.perf_counter() - t0:.1f} s")
+
+        t0 = time.perf_counter()
+        report = build_site(results, out)
+        first = time.perf_counter() - t0
+        print(f"first build: {first:.1f} s, {len(report.pages)} files, {len(report.problems)} problems")
+
+        before = {p: (out / p).stat().st_mtime_ns for p in report.pages}
+        write(results, evaluation(args.evaluations, args.teams, args.evaluations + 1))
+        t0 = time.perf_counter()
+        report = build_site(results, out)
+        again = time.perf_counter() - t0
+        changed = sum(1 for p in report.pages if before.get(p) != (out / p).stat().st_mtime_ns)
+        print(f"rebuild after one new evaluation: {again:.1f} s, {changed} files written")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        print(f"peak resident memory: {peak:.0f} MiB")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
