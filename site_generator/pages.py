@@ -114,7 +114,7 @@ def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
 
 def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecord],
                         exports: Mapping[str, str]) -> dict[str, Any]:
-    """``exports``: phase name (or ``<phase>-final``) -> the stem of its JSON and CSV files."""
+    """``exports``: ``public:<phase>`` or ``final:<phase>`` -> the stem of its JSON and CSV files."""
     prefix = f"{challenge.id}/"
     bad = [{"record": b, "page": path.removeprefix(prefix)}
            for path, b in sorted(error_pages.items()) if path.startswith(prefix)]

@@ -28,20 +28,24 @@ def phase_file(phase: Phase) -> str | None:
 
 
 def leaderboard_tables(challenge: Challenge) -> dict[str, Table]:
-    """Phase name (``<phase>`` and ``<phase>-final``) -> its exported leaderboard table."""
+    """``public:<phase>`` and ``final:<phase>`` -> the exported leaderboard table.
+
+    The files are ``leaderboard-<phase>`` and ``final-leaderboard-<phase>``: no two
+    phase names give one file name (``leaderboard-dev-final`` is phase ``dev-final``).
+    """
     tables: dict[str, Table] = {}
     for p in challenge.phases:
         stem = phase_file(p)
         if stem is None:
             continue
-        tables[p.name] = table(
+        tables[f"public:{p.name}"] = table(
             stem, f"Leaderboard of phase {p.name} (public part)",
             ["rank", "team", *challenge.columns, "submissions", "last_submission", "evaluation_id"],
             [[r.rank, r.team, *(r.best.public.get(c) for c in challenge.columns), r.submissions,
               r.last_submission, r.best.id] for r in p.rows])
         if p.final is not None:
-            tables[f"{p.name}-final"] = table(
-                f"{stem}-final", f"Final leaderboard of phase {p.name} (private part)",
+            tables[f"final:{p.name}"] = table(
+                f"final-{stem}", f"Final leaderboard of phase {p.name} (private part)",
                 ["rank", "team", f"{challenge.primary}_private", "public_rank", "evaluation_id", "selected"],
                 [[r.rank, r.team, r.score, r.previous_rank, r.evaluation_id,
                   " ".join(s for s, _ in r.selected)] for r in p.final.rows])

@@ -526,3 +526,31 @@ def test_evaluation_page_estimates_energy_from_cpu_seconds(ledger: Path, tmp_pat
     # 1.25 CPU seconds x 10 W per core = 12.5 J = 0.00347 Wh
     assert "Estimated energy: <strong>0.00347 Wh</strong> (12.5 J), from 1.25 CPU seconds × 10 W per core" in page
     assert "Estimated energy" not in html(out, f"bacteria/evaluations/late--{'90' * 6}--dev.html")
+
+
+def test_final_leaderboard_export_and_phases_that_would_share_a_file(ledger: Path, tmp_path: Path) -> None:
+    finalize(ledger)
+    # phase "dev-final" must not take the file of the final leaderboard of phase "dev"
+    write(ledger, make("kappa", "k1" * 20, score=0.5, first_seen="2024-05-05T00:00:00Z", phase="dev-final"))
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert report.problems == ()
+    board = html(out, "bacteria/leaderboard.html")
+    assert 'href="final-leaderboard-dev.csv"' in board and 'href="leaderboard-dev-final.csv"' in board
+    final = json.loads(html(out, "bacteria/final-leaderboard-dev.json"))
+    assert [r["team"] for r in final["rows"]] == ["beta", "delta", "alpha", "gamma"]
+    assert [r["team"] for r in json.loads(html(out, "bacteria/leaderboard-dev-final.json"))["rows"]] == [
+        "kappa"]
+    assert "final-leaderboard-final.json" not in report.pages  # phase final has not ended
+
+
+def test_a_team_name_that_is_no_file_name_gets_no_page(ledger: Path, tmp_path: Path) -> None:
+    import dataclasses
+    ev = make("a/b", "u1" * 20, score=0.99, first_seen="2024-05-05T00:00:00Z")
+    write(ledger, dataclasses.replace(ev, id="ab--u1u1u1u1u1u1--dev"))
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    assert report.problems == ()
+    board = html(out, "bacteria/leaderboard.html")
+    assert '<th scope="row">a/b</th>' in board and ranked_teams(board, "dev")[0] == "beta"
+    assert not [p for p in report.pages if "/teams/a" in p and "alpha" not in p]
