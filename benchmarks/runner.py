@@ -1,7 +1,7 @@
 """Runner overhead per evaluation, and throughput against a plain DataLad loop.
 
-Twenty trivial submissions (twenty teams, each with one recorded
-``datalad containers-run`` that writes empty predictions) are evaluated
+Twenty trivial submissions (twenty teams, each with one signed head and one
+recorded ``datalad containers-run`` that writes empty predictions) are evaluated
 
 1. by ``jc runner run --once`` with one worker: the overhead per evaluation is
    the pass's wall time minus the sandboxed commands' own wall time, divided by
@@ -71,7 +71,9 @@ def setup(root: Path, n: int) -> tuple[Path, Path, list[tuple[str, str]]]:
     for i in range(n):
         team = f"team{i:02d}"
         repo = participant.make_team_repository(root / "teams" / f"{team}.git")
-        add_team(made.private, team, str(repo))
+        key = participant.make_key(root / "keys" / team, f"{team}@example.org")
+        add_team(made.private, team, str(repo), keys=[str(key) + ".pub"])
+        participant.configure_signing(clone, key)  # the runner checks every head's signature
         # every submission starts from the challenge: one recorded step each
         sh(["git", "checkout", "-q", "-b", f"{team}-1", base], cwd=clone)
         participant.record_prediction(clone, files={"code/predict.py": TRIVIAL.format(n=i)},
