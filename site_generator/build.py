@@ -20,7 +20,7 @@ import jinja2
 from jc_datalad.errors import JcError
 from jc_datalad.ledger import EVALUATIONS
 from jc_datalad.records import Evaluation
-from site_generator import pages, stats
+from site_generator import pages, plots, stats
 from site_generator.gather import BadRecord, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
 from site_generator.tables import Table
@@ -31,6 +31,8 @@ HERE = Path(__file__).parent
 STATIC = "static"
 # Lists the files the last build wrote, so the next one removes only its own stale files.
 MANIFEST = ".jc-site-manifest"
+# Plots drawn by earlier builds (see plots.PlotCache); never part of the manifest.
+PLOT_CACHE = ".jc-site-plots"
 
 # What bad data or a template slip raise while rendering one page.
 _RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError)
@@ -76,6 +78,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
 
     env = environment()
     rendered: dict[str, str] = {}
+    cache = plots.PlotCache(None if (out / PLOT_CACHE).is_symlink() else out / PLOT_CACHE)
 
     def render(path: str, template: str, context: Callable[[], Mapping[str, Any]],
                fallback: Callable[[str], tuple[str, Mapping[str, Any]]]) -> None:
@@ -105,14 +108,14 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
                        {phase: t.name for phase, t in boards.items()}), page_error)
         numbers = _tables(folder, problems, partial(stats.statistics_tables, challenge), exports)
         render(f"{folder}statistics.html", "statistics.html",
-               partial(stats.statistics_context, challenge, numbers), page_error)
+               partial(stats.statistics_context, challenge, numbers, cache), page_error)
         for team, evs in sorted(stats.by_team(challenge).items()):
             page = pages.team_page(team)
             if page is None:
                 continue
             _tables(f"{folder}teams/", problems,
                     partial(stats.team_tables, challenge, team, evs), exports)
-            render(f"{folder}{page}", "team.html", partial(stats.team_context, challenge, team, evs),
+            render(f"{folder}{page}", "team.html", partial(stats.team_context, challenge, team, evs, cache),
                    page_error)
         for ev in challenge.evaluations:
             record = gathered.paths[ev.id]
@@ -137,6 +140,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
         raise JcError(f"site build aborted in strict mode: {len(problems)} problem(s):\n"
                       + "\n".join(f"  {p}" for p in problems))
     _write(out, rendered)
+    cache.save()
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
 
 

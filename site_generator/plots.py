@@ -10,9 +10,11 @@ build-time clock or font file reaches a page.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import matplotlib
@@ -25,6 +27,53 @@ _RC: Any = {"svg.fonttype": "none", "timezone": "UTC", "font.size": 9.0,
        "font.family": ["DejaVu Sans", "sans-serif"], "axes.spines.top": False,
        "axes.spines.right": False}
 _SIZE = (6.4, 2.8)
+#: Part of every cache key: change it when a change here changes the drawing.
+DRAWING_VERSION = "1"
+
+
+class PlotCache:
+    """SVGs an earlier build drew, found by a hash of everything a plot shows.
+
+    Drawing is most of a build's time, and a new evaluation changes only a few
+    plots, so the plots are kept in a folder beside the site (``folder``, None:
+    no cache). A plot is the same bytes drawn or read, so builds stay
+    byte-identical. :meth:`save` writes the new plots and removes those this
+    build did not use.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.used: dict[str, str] = {}
+        self.drawn: dict[str, str] = {}
+
+    def get(self, key: object, draw: Callable[[], Markup]) -> Markup:
+        digest = hashlib.sha256(repr((DRAWING_VERSION, matplotlib.__version__, key)).encode()).hexdigest()
+        if digest not in self.used:
+            text = None
+            path = None if self.folder is None else self.folder / f"{digest}.svg"
+            if path is not None and not path.is_symlink():  # only what a build wrote
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except OSError:
+                    text = None
+            if text is None:
+                text = str(draw())
+                self.drawn[digest] = text
+            self.used[digest] = text
+        return Markup(self.used[digest])
+
+    def save(self) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for digest, text in self.drawn.items():
+            path = self.folder / f"{digest}.svg"
+            if path.is_symlink():
+                path.unlink()
+            path.write_text(text, encoding="utf-8")
+        for path in self.folder.glob("*.svg"):
+            if path.stem not in self.used and not path.is_symlink():
+                path.unlink()
 
 
 def _svg(fig: Figure, salt: str, title: str) -> Markup:
@@ -51,9 +100,22 @@ def _figure() -> Figure:
         return fig
 
 
-def steps(salt: str, title: str, series: Sequence[tuple[str, Sequence[dt.datetime], Sequence[float]]],
-          *, ylabel: str, markers: bool = False, counts: bool = False) -> Markup:
+Series = Sequence[tuple[str, Sequence[dt.datetime], Sequence[float]]]
+
+
+def _key(series: Series) -> tuple[Any, ...]:
+    return tuple((name, tuple(x.isoformat() for x in xs), tuple(ys)) for name, xs, ys in series)
+
+
+def steps(salt: str, title: str, series: Series, *, ylabel: str, markers: bool = False,
+          counts: bool = False, cache: PlotCache | None = None) -> Markup:
     """A step line per named series over time (each step holds until the next point)."""
+    key = ("steps", salt, title, _key(series), ylabel, markers, counts)
+    return (cache or PlotCache(None)).get(key, lambda: _steps(salt, title, series, ylabel=ylabel,
+                                                              markers=markers, counts=counts))
+
+
+def _steps(salt: str, title: str, series: Series, *, ylabel: str, markers: bool, counts: bool) -> Markup:
     with matplotlib.rc_context(_RC):
         fig = _figure()
         ax = fig.add_subplot()
@@ -69,9 +131,13 @@ def steps(salt: str, title: str, series: Sequence[tuple[str, Sequence[dt.datetim
         return _svg(fig, salt, title)
 
 
-def points(salt: str, title: str, series: Sequence[tuple[str, Sequence[dt.datetime], Sequence[float]]],
-           *, ylabel: str) -> Markup:
+def points(salt: str, title: str, series: Series, *, ylabel: str, cache: PlotCache | None = None) -> Markup:
     """Scores over time: one marker per submission, joined per series."""
+    key = ("points", salt, title, _key(series), ylabel)
+    return (cache or PlotCache(None)).get(key, lambda: _points(salt, title, series, ylabel=ylabel))
+
+
+def _points(salt: str, title: str, series: Series, *, ylabel: str) -> Markup:
     with matplotlib.rc_context(_RC):
         fig = _figure()
         ax = fig.add_subplot()
@@ -84,8 +150,14 @@ def points(salt: str, title: str, series: Sequence[tuple[str, Sequence[dt.dateti
         return _svg(fig, salt, title)
 
 
-def bars(salt: str, title: str, labels: Sequence[str], values: Sequence[float], *, ylabel: str) -> Markup:
+def bars(salt: str, title: str, labels: Sequence[str], values: Sequence[float], *, ylabel: str,
+         cache: PlotCache | None = None) -> Markup:
     """One bar per label (days, bins), labels thinned to at most about 12."""
+    key = ("bars", salt, title, tuple(labels), tuple(values), ylabel)
+    return (cache or PlotCache(None)).get(key, lambda: _bars(salt, title, labels, values, ylabel=ylabel))
+
+
+def _bars(salt: str, title: str, labels: Sequence[str], values: Sequence[float], *, ylabel: str) -> Markup:
     with matplotlib.rc_context(_RC):
         fig = _figure()
         ax = fig.add_subplot()

@@ -64,7 +64,8 @@ def team_tables(challenge: Challenge, team: str, evs: list[Evaluation]) -> dict[
     return {"team": team_table(challenge, team, evs)}
 
 
-def team_context(challenge: Challenge, team: str, evs: list[Evaluation]) -> dict[str, Any]:
+def team_context(challenge: Challenge, team: str, evs: list[Evaluation],
+                 cache: plots.PlotCache | None = None) -> dict[str, Any]:
     """The page of ``team``: ``evs`` are its evaluations, by first_seen."""
     rows = [{
         "ev": ev,
@@ -82,7 +83,7 @@ def team_context(challenge: Challenge, team: str, evs: list[Evaluation]) -> dict
             series.append((f"phase {p.name}", [t for t, _ in scored], [s for _, s in scored]))
     title = f"Public {challenge.primary} of each evaluated submission of team {team} over time"
     plot = plots.points(f"team-{challenge.id}-{team}", title, series,
-                        ylabel=f"{challenge.primary} (public)") if series else None
+                        ylabel=f"{challenge.primary} (public)", cache=cache) if series else None
     return {
         "title": f"{team} — {challenge.title}",
         "challenge": challenge,
@@ -155,7 +156,8 @@ def statistics_tables(challenge: Challenge) -> dict[str, Table]:
     }
 
 
-def statistics_context(challenge: Challenge, tables: Mapping[str, Table]) -> dict[str, Any]:
+def statistics_context(challenge: Challenge, tables: Mapping[str, Table],
+                       cache: plots.PlotCache | None = None) -> dict[str, Any]:
     primary = challenge.primary
     per_day, teams, best, dist = (tables[k] for k in ("per_day", "teams", "best", "distribution"))
     figures = []
@@ -167,12 +169,12 @@ def statistics_context(challenge: Challenge, tables: Mapping[str, Table]) -> dic
         title = "Submissions per day (UTC)"
         figure("per_day", title, plots.bars(f"{challenge.id}-per-day", title,
                                             [r[0] for r in per_day.rows], [r[1] for r in per_day.rows],
-                                            ylabel="submissions"))
+                                            ylabel="submissions", cache=cache))
         title = "Distinct teams over time"
         figure("teams", title, plots.steps(
             f"{challenge.id}-teams", title,
             [("teams", [dt.datetime.fromisoformat(r[0]).replace(tzinfo=dt.UTC) for r in teams.rows],
-              [r[2] for r in teams.rows])], ylabel="teams", counts=True))
+              [r[2] for r in teams.rows])], ylabel="teams", counts=True, cache=cache))
     if best.rows:
         title = f"Best public {primary} over time, per phase"
         series = []
@@ -184,12 +186,13 @@ def statistics_context(challenge: Challenge, tables: Mapping[str, Table]) -> dic
                 ys = [*(r[4] for r in mine), mine[-1][4]]
                 series.append((f"phase {p.name}", [parse_time(x) for x in xs], ys))
         figure("best", title, plots.steps(f"{challenge.id}-best", title, series,
-                                          ylabel=f"best {primary} (public)", markers=True))
+                                          ylabel=f"best {primary} (public)", markers=True,
+                                          cache=cache))
     if dist.rows:
         title = f"Distribution of public {primary}"
         figure("distribution", title, plots.bars(
             f"{challenge.id}-distribution", title, [f"{r[0]:.3g}–{r[1]:.3g}" for r in dist.rows],
-            [r[2] for r in dist.rows], ylabel="submissions"))
+            [r[2] for r in dist.rows], ylabel="submissions", cache=cache))
     return {
         "title": f"{challenge.title}: statistics",
         "challenge": challenge,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -554,3 +555,30 @@ def test_a_team_name_that_is_no_file_name_gets_no_page(ledger: Path, tmp_path: P
     board = html(out, "bacteria/leaderboard.html")
     assert '<th scope="row">a/b</th>' in board and ranked_teams(board, "dev")[0] == "beta"
     assert not [p for p in report.pages if "/teams/a" in p and "alpha" not in p]
+
+
+def test_plots_drawn_once_are_reused_and_give_the_same_bytes(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    cache = out / ".jc-site-plots"
+    kept = sorted(p.name for p in cache.iterdir())
+    assert len(kept) == 14  # 4 + 4 statistics plots, 6 teams with a score history
+    assert ".jc-site-plots" not in (out / ".jc-site-manifest").read_text()
+    first = {p: (out / p).read_bytes() for p in ("bacteria/statistics.html", "bacteria/teams/alpha.html")}
+    # a cached plot is used as it is: the build does not draw it again
+    name = next(p for p in kept if "plot-team-bacteria-alpha" in (cache / p).read_text())
+    (cache / name).write_text((cache / name).read_text().replace("</svg>", "<!-- from cache --></svg>"))
+    build_site(ledger, out)
+    assert "<!-- from cache -->" in html(out, "bacteria/teams/alpha.html")
+    # without the cache, the same bytes as the first build; a plot no longer used is removed
+    shutil.rmtree(cache)
+    write(ledger, make("alpha", "a4" * 20, score=0.9, first_seen="2024-05-09T00:00:00Z"))
+    build_site(ledger, out)
+    again = tmp_path / "again"
+    build_site(ledger, again)
+    assert html(out, "bacteria/teams/alpha.html") == html(again, "bacteria/teams/alpha.html")
+    assert html(out, "bacteria/teams/alpha.html").encode() != first["bacteria/teams/alpha.html"]
+    assert len(list(cache.iterdir())) == 14
+    (cache / "stale.svg").write_text("<svg/>")
+    build_site(ledger, out)
+    assert not (cache / "stale.svg").exists()
