@@ -8,10 +8,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib
-import io
 import logging
 import os
 import shutil
@@ -191,9 +189,7 @@ def add_container(dataset: Path, image_file: Path, name: str) -> None:
             message=f"Launcher of container {name}", result_renderer="disabled")
     dl.save(dataset=str(dataset), path=[str(target)], message=f"Image of container {name}",
             result_renderer="disabled")
-    # datalad-container renders the results of its inner save itself, whatever we ask for
-    with contextlib.redirect_stdout(io.StringIO()):
-        dl.containers_add(
-            name=name, dataset=str(dataset), image=str(target.relative_to(dataset)),
-            call_fmt=CALL_FORMAT % name, result_renderer="disabled",
-        )
+    dl.containers_add(
+        name=name, dataset=str(dataset), image=str(target.relative_to(dataset)),
+        call_fmt=CALL_FORMAT % name, result_renderer="disabled",
+    )
