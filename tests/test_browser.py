@@ -73,16 +73,20 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def page(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     home = tmp_path_factory.mktemp("chromium-home")  # chromium writes its profile under HOME
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
-                                     env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
+                                      env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            yield context.new_page()
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server: str) -> object:  # type: ignore[no-untyped-def]
+    return browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
 
 
 def shot(page: object, name: str) -> None:
@@ -141,3 +145,16 @@ def test_team_and_statistics_pages(page, server: str) -> None:  # type: ignore[n
     assert page.locator("figure.plot svg[role=img]").count() == 4
     assert page.get_by_role("img", name="Submissions per day (UTC)").is_visible()
     shot(page, "statistics")
+
+
+def test_pages_are_complete_without_javascript(browser, server: str) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(server + "bacteria/leaderboard.html")
+        assert ranked(page) == ["beta", "alpha", "delta", "gamma"]  # the ranking as rendered
+        assert page.locator("button.sort").count() == 0  # the script did not run
+        page.goto(server + "bacteria/statistics.html")
+        assert page.locator("figure.plot svg[role=img]").count() == 4
+    finally:
+        context.close()
