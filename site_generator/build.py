@@ -7,6 +7,8 @@ in strict mode any problem aborts before a file is written.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -33,6 +35,8 @@ STATIC = "static"
 MANIFEST = ".jc-site-manifest"
 # Plots drawn by earlier builds (see plots.PlotCache); never part of the manifest.
 PLOT_CACHE = ".jc-site-plots"
+# Page -> a hash of everything its rendering read, for the pages a rebuild may skip (see _Keys).
+PAGE_KEYS = ".jc-site-pages"
 
 # What bad data or a template slip raise while rendering one page.
 _RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError)
@@ -77,15 +81,28 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     problems = list(gathered.problems) + inconsistencies + final_problems
 
     env = environment()
-    rendered: dict[str, str] = {}
+    # None: the page the previous build wrote is kept as it is (same inputs, so the same bytes)
+    rendered: dict[str, str | None] = {}
     cache = plots.PlotCache(None if (out / PLOT_CACHE).is_symlink() else out / PLOT_CACHE)
+    keys = _Keys(out, cache)
 
     def render(path: str, template: str, context: Callable[[], Mapping[str, Any]],
-               fallback: Callable[[str], tuple[str, Mapping[str, Any]]]) -> None:
-        """Render one page; on failure report it by name and render ``fallback`` in its place."""
+               fallback: Callable[[str], tuple[str, Mapping[str, Any]]], key: object = None) -> None:
+        """Render one page; on failure report it by name and render ``fallback`` in its place.
+
+        ``key``: everything the page shows (None: always render); a page whose key
+        matches the previous build's and whose file is still there is not rendered again.
+        """
         depth = len(PurePosixPath(path).parts) - 1
+        digest = None if key is None else keys.digest(path, template, key)
+        if digest is not None and keys.unchanged(path, digest):
+            rendered[path] = None
+            return
         try:
+            start = len(cache.requested)
             rendered[path] = env.get_template(template).render(root="../" * depth, **context())
+            if digest is not None:  # only a page that rendered without a problem is skipped later
+                keys.new[path] = (digest, cache.requested[start:])
         except _RENDER_ERRORS as exc:
             message = f"page {path}: {type(exc).__name__}: {exc}"
             lgr.warning(message)
@@ -100,7 +117,10 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     render("index.html", "index.html",
            partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)
     exports: dict[str, str] = {}
+    records = {ev.id: _record_digest(ev) for ev in gathered.evaluations}
     for challenge in found_challenges:
+        shown = (challenge.id, challenge.title, challenge.type, challenge.primary, challenge.direction,
+                 challenge.columns, tuple((p.name, p.final is not None) for p in challenge.phases))
         folder = f"{challenge.id}/"
         boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge), exports)
         render(f"{folder}leaderboard.html", "leaderboard.html",
@@ -116,7 +136,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
             _tables(f"{folder}teams/", problems,
                     partial(stats.team_tables, challenge, team, evs), exports)
             render(f"{folder}{page}", "team.html", partial(stats.team_context, challenge, team, evs, cache),
-                   page_error)
+                   page_error, key=(shown, team, tuple(records[ev.id] for ev in evs)))
         for ev in challenge.evaluations:
             record = gathered.paths[ev.id]
             bad = BadRecord(path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
@@ -126,9 +146,10 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
                 return "record_error.html", pages.record_error_context(
                     BadRecord(**{**bad.__dict__, "problems": (message,)}))
 
+            logs = _logs(results, record, ev)
             render(f"{challenge.id}/evaluations/{ev.id}.html", "evaluation.html",
-                   partial(pages.evaluation_context, ev, challenge, record, _logs(results, record, ev)),
-                   evaluation_error)
+                   partial(pages.evaluation_context, ev, challenge, record, logs),
+                   evaluation_error, key=(shown, records[ev.id], record, sorted(logs.items())))
     for path, bad in sorted(error_pages.items()):
         render(path, "record_error.html", partial(pages.record_error_context, bad), page_error)
 
@@ -139,9 +160,80 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     if strict and problems:
         raise JcError(f"site build aborted in strict mode: {len(problems)} problem(s):\n"
                       + "\n".join(f"  {p}" for p in problems))
+    keys.forget()  # a build that stops while writing leaves no keys to trust
     _write(out, rendered)
+    keys.save()
     cache.save()
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
+
+
+def _code_digest() -> str:
+    """A hash of this package's code, templates and static files: a change to any renders every page."""
+    h = hashlib.sha256(f"{jinja2.__version__}\n".encode())
+    for path in sorted(p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(f"{path.relative_to(HERE).as_posix()}\n".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _record_digest(ev: Evaluation) -> str:
+    """A hash of everything an evaluation record holds (its repr: every field, types included)."""
+    return hashlib.sha256(repr(ev).encode()).hexdigest()
+
+
+class _Keys:
+    """The page keys of the previous build (``PAGE_KEYS``) and those of this one.
+
+    A page is skipped only when its key is the one the previous build stored and its
+    file is still a plain file: the key hashes the page's inputs and this package's
+    code, so the kept file holds the bytes a full build would write. A page edited
+    by hand in the output folder is not noticed; remove :data:`PAGE_KEYS` (or the
+    page) to render every page again.
+    """
+
+    def __init__(self, out: Path, cache: plots.PlotCache) -> None:
+        self.out = out
+        self.cache = cache
+        self.code = _code_digest()
+        # page -> (its key's digest, the plots it shows)
+        self.new: dict[str, tuple[str, list[str]]] = {}
+        self.old: dict[str, tuple[str, list[str]]] = {}
+        path = out / PAGE_KEYS
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else {}
+        except (OSError, ValueError):
+            data = {}
+        if isinstance(data, dict):
+            self.old = {k: (v[0], v[1]) for k, v in data.items()
+                        if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], list)}
+
+    def digest(self, path: str, template: str, key: object) -> str:
+        return hashlib.sha256(repr((self.code, path, template, key)).encode()).hexdigest()
+
+    def unchanged(self, path: str, digest: str) -> bool:
+        old = self.old.get(path)
+        if old is None or old[0] != digest:
+            return False
+        target = self.out / path
+        if target.is_symlink() or not target.is_file():
+            return False
+        folder = self.cache.folder  # a plot gone from the cache is drawn again, by rendering its page
+        if folder is not None and not all((folder / f"{d}.svg").is_file() for d in old[1]):
+            return False
+        self.new[path] = old
+        self.cache.keep(old[1])
+        return True
+
+    def forget(self) -> None:
+        path = self.out / PAGE_KEYS
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+
+    def save(self) -> None:
+        path = self.out / PAGE_KEYS
+        if path.is_symlink():
+            path.unlink()
+        path.write_text(json.dumps({k: list(v) for k, v in self.new.items()}, sort_keys=True, indent=0) + "\n", encoding="utf-8")
 
 
 def _tables(folder: str, problems: list[str], make: Callable[[], Mapping[str, Table]],
@@ -182,15 +274,24 @@ def _logs(results: Path, record: str, ev: Evaluation) -> dict[str, str]:
     return found
 
 
-def _write(out: Path, rendered: Mapping[str, str]) -> None:
-    """Write ``rendered`` under ``out`` and remove files the previous build wrote and this one did not."""
+def _write(out: Path, rendered: Mapping[str, str | None]) -> None:
+    """Write ``rendered`` under ``out`` and remove files the previous build wrote and this one did not.
+
+    A page that is None is left as the previous build wrote it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     previous = _read_manifest(out)
+    checked: dict[str, bool] = {}  # folder -> whether it really lies in ``out``
     for rel in sorted(rendered):
-        if not _inside(out, out / rel):
+        folder = PurePosixPath(rel).parent.as_posix()
+        if folder not in checked:
+            checked[folder] = _inside(out, out / rel)
+        if not checked[folder]:
             raise JcError(f"{out / rel}: a folder on the way is a symlink leading out of {out}; "
                           "remove it or build into an empty folder")
     for rel, text in rendered.items():
+        if text is None:
+            continue
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         data = text.encode("utf-8")

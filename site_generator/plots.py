@@ -45,9 +45,12 @@ class PlotCache:
         self.folder = folder
         self.used: dict[str, str] = {}
         self.drawn: dict[str, str] = {}
+        self.requested: list[str] = []  # every digest asked for, in order (see :meth:`keep`)
+        self.kept: set[str] = set()
 
     def get(self, key: object, draw: Callable[[], Markup]) -> Markup:
         digest = hashlib.sha256(repr((DRAWING_VERSION, matplotlib.__version__, key)).encode()).hexdigest()
+        self.requested.append(digest)
         if digest not in self.used:
             text = None
             path = None if self.folder is None else self.folder / f"{digest}.svg"
@@ -62,6 +65,10 @@ class PlotCache:
             self.used[digest] = text
         return Markup(self.used[digest])
 
+    def keep(self, digests: list[str]) -> None:
+        """Keep these plots although this build did not ask for them (a page it did not render shows them)."""
+        self.kept.update(d for d in digests if isinstance(d, str))
+
     def save(self) -> None:
         if self.folder is None:
             return
@@ -72,7 +79,7 @@ class PlotCache:
                 path.unlink()
             path.write_text(text, encoding="utf-8")
         for path in self.folder.glob("*.svg"):
-            if path.stem not in self.used and not path.is_symlink():
+            if path.stem not in self.used and path.stem not in self.kept and not path.is_symlink():
                 path.unlink()
 
 

@@ -568,6 +568,7 @@ def test_plots_drawn_once_are_reused_and_give_the_same_bytes(ledger: Path, tmp_p
     # a cached plot is used as it is: the build does not draw it again
     name = next(p for p in kept if "plot-team-bacteria-alpha" in (cache / p).read_text())
     (cache / name).write_text((cache / name).read_text().replace("</svg>", "<!-- from cache --></svg>"))
+    (out / ".jc-site-pages").unlink()  # else the unchanged team page is not rendered again
     build_site(ledger, out)
     assert "<!-- from cache -->" in html(out, "bacteria/teams/alpha.html")
     # without the cache, the same bytes as the first build; a plot no longer used is removed
@@ -582,3 +583,45 @@ def test_plots_drawn_once_are_reused_and_give_the_same_bytes(ledger: Path, tmp_p
     (cache / "stale.svg").write_text("<svg/>")
     build_site(ledger, out)
     assert not (cache / "stale.svg").exists()
+
+
+def test_incremental_rebuild_equals_a_fresh_full_build(ledger: Path, tmp_path: Path) -> None:
+    def tree(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    write(ledger, "{not json", folder="broken")
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    keys = json.loads((out / ".jc-site-pages").read_text())
+    untouched = "bacteria/evaluations/" + make("beta", "b1" * 20, score=0.8, first_seen="x").id + ".html"
+    assert untouched in keys and "bacteria/teams/beta.html" in keys
+    (out / untouched).write_text("kept as it is")  # shows the page is not rendered again
+    stamp = (out / "bacteria/teams/beta.html").stat().st_mtime_ns
+    # a new evaluation, a changed record, a removed record, a new log, a new final standings file
+    write(ledger, make("alpha", "a4" * 20, score=0.9, first_seen="2024-05-09T00:00:00Z"))
+    write(ledger, make("gamma", "c1" * 20, score=0.65, first_seen="2024-05-03T00:00:00Z"))
+    gone = ledger / "evaluations" / make("delta", "d1" * 20, score=0.6, first_seen="x").id
+    shutil.rmtree(gone)
+    alpha = make("alpha", "a1" * 20, score=0.7, first_seen="x").id
+    (ledger / "evaluations" / alpha / "logs").mkdir()
+    (ledger / "evaluations" / alpha / "logs" / "step-1.stderr").write_text("oops\n")
+    build_site(ledger, out)
+    assert (out / untouched).read_text() == "kept as it is"
+    assert (out / "bacteria/teams/beta.html").stat().st_mtime_ns == stamp
+    (out / untouched).unlink()  # a missing page is rendered again
+    build_site(ledger, out)
+    fresh = tmp_path / "fresh"
+    build_site(ledger, fresh)
+    assert tree(out) == tree(fresh)
+    # with final standings the evaluation pages of the phase change: rendered again, still the same bytes
+    standings = ledger / "standings"
+    standings.mkdir()
+    (standings / "final-final.json").write_text(json.dumps({
+        "phase": "final", "part": "private", "final": True, "rule": "best",
+        "rows": [{"rank": 1, "team": "alpha", "evaluation_id": make("alpha", "a3" * 20, score=0.1,
+                  first_seen="x", phase="final").id, "score": 1.0, "first_seen": "2024-06-01T00:00:00Z",
+                  "submissions": 1, "previous_rank": 1, "selected": []}]}))
+    build_site(ledger, out)
+    shutil.rmtree(fresh)
+    build_site(ledger, fresh)
+    assert tree(out) == tree(fresh)
