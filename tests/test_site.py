@@ -625,3 +625,20 @@ def test_incremental_rebuild_equals_a_fresh_full_build(ledger: Path, tmp_path: P
     shutil.rmtree(fresh)
     build_site(ledger, fresh)
     assert tree(out) == tree(fresh)
+
+
+def test_a_points_plot_is_the_same_bytes_on_the_reused_figure() -> None:
+    import datetime as dt
+
+    from site_generator import plots
+
+    day = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    one = [("phase dev", [day, day + dt.timedelta(days=3)], [0.5, 0.7]),
+           ("phase test", [day + dt.timedelta(days=40)], [0.2])]
+    other = [("phase dev", [day + dt.timedelta(hours=n) for n in range(30)], [n * 10.0 for n in range(30)])]
+    plots._POINTS.clear()
+    fresh = plots.points("a", "A", one, ylabel="aji")
+    assert plots.points("b", "B", other, ylabel="aji") != fresh
+    assert plots.points("a", "A", one, ylabel="aji") == fresh
+    plots._POINTS.clear()
+    assert plots.points("b", "B", other, ylabel="aji") == plots.points("b", "B", other, ylabel="aji")
