@@ -121,6 +121,39 @@ def _tail(path: Path) -> str:
         return ""
 
 
+def tree_peak_rss(root: int) -> int:
+    """The largest resident-set high-water mark (VmHWM) among ``root`` and its descendants, in bytes.
+
+    ``ru_maxrss`` from ``wait4`` cannot be used: the first process of the chain is forked from
+    the runner, and the kernel keeps the runner's own high-water mark for it across ``exec``.
+    VmHWM starts afresh at ``exec``, so sampling it measures the sandboxed processes alone.
+    """
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat_line = fh.read()
+        except OSError:
+            continue
+        fields = stat_line[stat_line.rfind(b")") + 2:].split()
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    peak, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(parents.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/status", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+                        break
+        except OSError:
+            continue
+    return peak
+
+
 def sandbox_env(limits: Limits) -> dict[str, str]:
     threads = str(max(1, limits.cpus))
     return {
@@ -217,7 +250,9 @@ def run(
     deadline = start + limits.time_s
     timed_out = False
     delay = 0.002
+    peak = 0
     while True:
+        peak = max(peak, tree_peak_rss(proc.pid))
         pid, wstatus, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
@@ -248,7 +283,7 @@ def run(
         exit_code=None if timed_out else exit_code,
         wall_s=round(wall, 4),
         cpu_s=round(usage.ru_utime + usage.ru_stime, 4),
-        peak_rss_bytes=int(usage.ru_maxrss) * 1024,
+        peak_rss_bytes=peak,
         stdout_tail=_tail(out_path),
         stderr_tail=stderr_tail,
     )

@@ -180,3 +180,12 @@ def test_outputs_come_back_as_regular_files_only(work):
 def test_bind_sources_exist_for_build(tmp_path):
     with pytest.raises(FileNotFoundError):
         sandbox.check_bind_source(Path(tmp_path) / "missing")
+
+
+def test_peak_memory_is_the_commands_own(minimal_rootfs, tree):
+    """Peak memory measures the sandboxed processes, not the runner that started them."""
+    small = run(minimal_rootfs, tree, "import time; time.sleep(0.3)", name="small")
+    big = run(minimal_rootfs, tree, "import time; x = bytearray(300 * 2**20); time.sleep(0.3)", name="big")
+    assert small.status is big.status is sandbox.StepStatus.OK
+    assert 0 < small.peak_rss_bytes < 64 * 2**20
+    assert big.peak_rss_bytes > 300 * 2**20
