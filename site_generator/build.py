@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -116,7 +116,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     error_pages = _error_pages(found_challenges, gathered.evaluations, gathered.bad)
     render("index.html", "index.html",
            partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)
-    exports: dict[str, str] = {}
+    exports: dict[str, str | None] = {}
     records = {ev.id: _record_digest(ev) for ev in gathered.evaluations}
     for challenge in found_challenges:
         shown = (challenge.id, challenge.title, challenge.type, challenge.primary, challenge.direction,
@@ -133,10 +133,17 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
             page = pages.team_page(team)
             if page is None:
                 continue
+            key = (shown, team, tuple(records[ev.id] for ev in evs))
+            files = [f"{folder}teams/{team}.{kind}" for kind in ("json", "csv")]
+            if keys.unchanged(f"{folder}{page}", keys.digest(f"{folder}{page}", "team.html", key), files):
+                # its exports come from the same inputs: kept as they are too
+                rendered[f"{folder}{page}"] = None
+                exports.update(dict.fromkeys(files))
+                continue
             _tables(f"{folder}teams/", problems,
                     partial(stats.team_tables, challenge, team, evs), exports)
             render(f"{folder}{page}", "team.html", partial(stats.team_context, challenge, team, evs, cache),
-                   page_error, key=(shown, team, tuple(records[ev.id] for ev in evs)))
+                   page_error, key=key)
         for ev in challenge.evaluations:
             record = gathered.paths[ev.id]
             bad = BadRecord(path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
@@ -210,13 +217,15 @@ class _Keys:
     def digest(self, path: str, template: str, key: object) -> str:
         return hashlib.sha256(repr((self.code, path, template, key)).encode()).hexdigest()
 
-    def unchanged(self, path: str, digest: str) -> bool:
+    def unchanged(self, path: str, digest: str, also: Sequence[str] = ()) -> bool:
+        """Whether ``path`` (and the files ``also``, written with it) can be kept as they are."""
         old = self.old.get(path)
         if old is None or old[0] != digest:
             return False
-        target = self.out / path
-        if target.is_symlink() or not target.is_file():
-            return False
+        for rel in (path, *also):
+            target = self.out / rel
+            if target.is_symlink() or not target.is_file():
+                return False
         folder = self.cache.folder  # a plot gone from the cache is drawn again, by rendering its page
         if folder is not None and not all((folder / f"{d}.svg").is_file() for d in old[1]):
             return False
@@ -237,7 +246,7 @@ class _Keys:
 
 
 def _tables(folder: str, problems: list[str], make: Callable[[], Mapping[str, Table]],
-            exports: dict[str, str]) -> Mapping[str, Table]:
+            exports: dict[str, str | None]) -> Mapping[str, Table]:
     """The tables ``make`` returns, each exported as JSON and CSV into ``folder``; a failure is reported."""
     try:
         tables = make()
@@ -265,7 +274,9 @@ def _error_pages(found: tuple[Challenge, ...], good: tuple[Evaluation, ...],
 def _logs(results: Path, record: str, ev: Evaluation) -> dict[str, str]:
     """Log files the ledger keeps next to ``record``: 'step-N.stdout' -> path in the ledger."""
     folder = PurePosixPath(record).parent / "logs"
-    found = {}
+    found: dict[str, str] = {}
+    if not os.path.isdir(results / folder):
+        return found
     for n in range(1, max(len(ev.steps), len(ev.submission.get("steps", []))) + 1):
         for stream in ("stdout", "stderr"):
             rel = folder / f"step-{n}.{stream}"
