@@ -8,7 +8,7 @@ files, the way ``tests/test_site.py`` does (no datalad). Then:
 2. one new evaluation is added and the site rebuilt into the same folder:
    wall time and how many files changed;
 3. the peak resident memory of the process (``resource.getrusage``), which
-   covers both builds.
+   covers both builds, and that of the largest forked plot-drawing worker.
 
 Usage: ``.venv/bin/python benchmarks/site.py [--evaluations 10000] [--teams 300] [--keep DIR]``
 """
@@ -112,7 +112,8 @@ def main() -> None:
         changed = sum(1 for p in report.pages if before.get(p) != (out / p).stat().st_mtime_ns)
         print(f"rebuild after one new evaluation: {again:.1f} s, {changed} files written")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        print(f"peak resident memory: {peak:.0f} MiB")
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest plot worker
+        print(f"peak resident memory: {peak:.0f} MiB (largest plot worker: {workers:.0f} MiB)")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -118,6 +118,17 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
            partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)
     exports: dict[str, str | None] = {}
     records = {ev.id: _record_digest(ev) for ev in gathered.evaluations}
+    # the team plots a build must draw are drawn first, on every core (most of a first build)
+    todo = []
+    for challenge in found_challenges:
+        for team, evs in sorted(stats.by_team(challenge).items()):
+            try:
+                args = stats.team_plot(challenge, team, evs) if pages.team_page(team) is not None else None
+            except _RENDER_ERRORS:
+                continue  # its page reports it
+            if args is not None and cache.missing(plots.points_key(*args)):
+                todo.append(args)
+    plots.draw_points(todo, cache)
     for challenge in found_challenges:
         shown = (challenge.id, challenge.title, challenge.type, challenge.primary, challenge.direction,
                  challenge.columns, tuple((p.name, p.final is not None) for p in challenge.phases))

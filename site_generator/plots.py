@@ -12,8 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import multiprocessing
+import os
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,8 +51,22 @@ class PlotCache:
         self.requested: list[str] = []  # every digest asked for, in order (see :meth:`keep`)
         self.kept: set[str] = set()
 
+    @staticmethod
+    def digest(key: object) -> str:
+        return hashlib.sha256(repr((DRAWING_VERSION, matplotlib.__version__, key)).encode()).hexdigest()
+
+    def missing(self, key: object) -> bool:
+        """Whether :meth:`get` would have to draw this plot."""
+        digest = self.digest(key)
+        return digest not in self.used and (self.folder is None or not (self.folder / f"{digest}.svg").is_file())
+
+    def provide(self, key: object, text: str) -> None:
+        """A plot drawn elsewhere (see :func:`draw_points`), as :meth:`get` would have drawn it."""
+        digest = self.digest(key)
+        self.drawn[digest] = self.used[digest] = text
+
     def get(self, key: object, draw: Callable[[], Markup]) -> Markup:
-        digest = hashlib.sha256(repr((DRAWING_VERSION, matplotlib.__version__, key)).encode()).hexdigest()
+        digest = self.digest(key)
         self.requested.append(digest)
         if digest not in self.used:
             text = None
@@ -138,9 +155,13 @@ def _steps(salt: str, title: str, series: Series, *, ylabel: str, markers: bool,
         return _svg(fig, salt, title)
 
 
+def points_key(salt: str, title: str, series: Series, ylabel: str) -> tuple[Any, ...]:
+    return ("points", salt, title, _key(series), ylabel)
+
+
 def points(salt: str, title: str, series: Series, *, ylabel: str, cache: PlotCache | None = None) -> Markup:
     """Scores over time: one marker per submission, joined per series."""
-    key = ("points", salt, title, _key(series), ylabel)
+    key = points_key(salt, title, series, ylabel)
     return (cache or PlotCache(None)).get(key, lambda: _points(salt, title, series, ylabel=ylabel))
 
 
@@ -205,3 +226,37 @@ def _dates(ax: Any) -> None:
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+PointsArgs = tuple[str, str, Series, str]  # salt, title, series, ylabel
+
+
+def _draw_points(args: PointsArgs) -> str | None:
+    """The plot, or None when drawing fails: its page then draws it again and reports the error."""
+    salt, title, series, ylabel = args
+    try:
+        return str(_points(salt, title, series, ylabel=ylabel))
+    except Exception:  # noqa: BLE001 - reported where the page is rendered
+        _POINTS.clear()  # a figure left half drawn is not reused
+        return None
+
+
+#: Fewer plots than this are drawn in this process: starting workers costs more.
+PARALLEL_MIN = 16
+
+
+def draw_points(todo: Sequence[PointsArgs], cache: PlotCache) -> None:
+    """Draw the points plots ``todo`` into ``cache``, on every CPU core (forked workers) when many.
+
+    A worker draws the same bytes as this process would (same code, same reused
+    figure logic); on a system without ``fork`` everything is drawn here.
+    """
+    workers = min(os.cpu_count() or 1, len(todo) // PARALLEL_MIN)
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            texts = list(pool.map(_draw_points, todo, chunksize=max(1, len(todo) // (4 * workers))))
+    else:
+        texts = [_draw_points(args) for args in todo]
+    for (salt, title, series, ylabel), text in zip(todo, texts, strict=True):
+        if text is not None:
+            cache.provide(points_key(salt, title, series, ylabel), text)

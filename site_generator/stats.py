@@ -75,15 +75,9 @@ def team_context(challenge: Challenge, team: str, evs: list[Evaluation],
         "score": primary_score(ev, challenge.primary),
     } for ev in evs]
     export = team_table(challenge, team, evs)
-    series = []
-    for p in challenge.phases:
-        scored = [(first_seen(ev), s) for ev in evs if ev.phase == p.name
-                  and (s := primary_score(ev, challenge.primary)) is not None]
-        if scored:
-            series.append((f"phase {p.name}", [t for t, _ in scored], [s for _, s in scored]))
     title = f"Public {challenge.primary} of each evaluated submission of team {team} over time"
-    plot = plots.points(f"team-{challenge.id}-{team}", title, series,
-                        ylabel=f"{challenge.primary} (public)", cache=cache) if series else None
+    args = team_plot(challenge, team, evs)
+    plot = None if args is None else plots.points(args[0], args[1], args[2], ylabel=args[3], cache=cache)
     return {
         "title": f"{team} — {challenge.title}",
         "challenge": challenge,
@@ -93,6 +87,20 @@ def team_context(challenge: Challenge, team: str, evs: list[Evaluation],
         "plot_title": title,
         "export": export.name,
     }
+
+
+def team_plot(challenge: Challenge, team: str, evs: list[Evaluation]) -> plots.PointsArgs | None:
+    """What the plot of a team page shows (salt, title, series, ylabel); None without a score."""
+    series = []
+    for p in challenge.phases:
+        scored = [(first_seen(ev), s) for ev in evs if ev.phase == p.name
+                  and (s := primary_score(ev, challenge.primary)) is not None]
+        if scored:
+            series.append((f"phase {p.name}", [t for t, _ in scored], [s for _, s in scored]))
+    if not series:
+        return None
+    title = f"Public {challenge.primary} of each evaluated submission of team {team} over time"
+    return f"team-{challenge.id}-{team}", title, series, f"{challenge.primary} (public)"
 
 
 def team_table(challenge: Challenge, team: str, evs: list[Evaluation]) -> Table:
