@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -234,8 +235,10 @@ class _Keys:
         if old is None or old[0] != digest:
             return False
         for rel in (path, *also):
-            target = self.out / rel
-            if target.is_symlink() or not target.is_file():
+            try:  # one lstat: a plain file, no symlink (run for every page of a rebuild)
+                if not stat.S_ISREG(os.lstat(os.path.join(self.out, rel)).st_mode):
+                    return False
+            except OSError:
                 return False
         folder = self.cache.folder  # a plot gone from the cache is drawn again, by rendering its page
         if folder is not None and not all((folder / f"{d}.svg").is_file() for d in old[1]):

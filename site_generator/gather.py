@@ -84,7 +84,7 @@ def gather(results: Path) -> Gathered:
     bad: list[BadRecord] = []
     problems: list[str] = []
     for path, record in iter_records(results):
-        rel = path.relative_to(results).as_posix()
+        rel = f"{EVALUATIONS}/{path.parent.name}/{path.name}"  # path.relative_to(results), cheaper
         if isinstance(record, Exception):
             found = [f"cannot be read: {type(record).__name__}: {record}"]
             bad.append(_salvage(path, rel, found))
@@ -239,37 +239,40 @@ def _salvage(path: Path, rel: str, found: list[str]) -> BadRecord:
 def check(ev: Evaluation, *, folder: str) -> list[str]:
     """Every reason the site cannot show ``ev`` as it is, each naming the key and the value."""
     found: list[str] = []
-
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            found.append(message)
-
-    need(safe_eval_id(ev.id), f"id {ev.id!r}: must be a file name (letters, digits, . _ + -)")
-    need(ev.id == folder, f"id {ev.id!r} differs from its folder {EVALUATIONS}/{folder}")
+    # each message is built only for a failed check: this runs for every record of every build
+    if not safe_eval_id(ev.id):
+        found.append(f"id {ev.id!r}: must be a file name (letters, digits, . _ + -)")
+    if ev.id != folder:
+        found.append(f"id {ev.id!r} differs from its folder {EVALUATIONS}/{folder}")
     for name in ("team", "phase", "split"):
         value = getattr(ev, name)
-        need(isinstance(value, str) and value != "", f"{name} {value!r}: must be a non-empty string")
-    need(ev.reason is None or isinstance(ev.reason, str), f"reason {ev.reason!r}: must be a string or null")
+        if not (isinstance(value, str) and value != ""):
+            found.append(f"{name} {value!r}: must be a non-empty string")
+    if not (ev.reason is None or isinstance(ev.reason, str)):
+        found.append(f"reason {ev.reason!r}: must be a string or null")
     found.extend(_check_challenge(ev.challenge))
     found.extend(_check_submission(ev.submission))
     for name in ("hidden", "image", "scorer", "runner", "metrics", "public", "private", "stages"):
-        need(isinstance(getattr(ev, name), dict), f"{name}: must be an object")
+        if not isinstance(getattr(ev, name), dict):
+            found.append(f"{name}: must be an object")
     found.extend(_check_scores("public", ev.public))
     # metrics cover the private part too: name the key, never echo its value onto a page
     found.extend(_check_scores("metrics", ev.metrics, echo=False))
     if isinstance(ev.stages, dict):
         for stage, seconds in ev.stages.items():
-            need(is_number(seconds), f"stages.{stage} {seconds!r}: must be a number of seconds")
+            if not is_number(seconds):
+                found.append(f"stages.{stage} {seconds!r}: must be a number of seconds")
     for name in ("started", "finished"):
-        need(isinstance(getattr(ev, name), str), f"{name}: must be a string")
-    need(isinstance(ev.reproduce, list) and all(isinstance(c, str) for c in ev.reproduce),
-         "reproduce: must be a list of command lines")
+        if not isinstance(getattr(ev, name), str):
+            found.append(f"{name}: must be a string")
+    if not (isinstance(ev.reproduce, list) and all(isinstance(c, str) for c in ev.reproduce)):
+        found.append("reproduce: must be a list of command lines")
     found.extend(_check_items(ev.items))
     found.extend(_check_steps(ev.steps))
     if ev.status is Status.EVALUATED and not found:
         primary = ev.challenge["primary"]
-        need(is_number(ev.public.get(primary)),
-             f"status evaluated, but public.{primary} {ev.public.get(primary)!r} is not a score")
+        if not is_number(ev.public.get(primary)):
+            found.append(f"status evaluated, but public.{primary} {ev.public.get(primary)!r} is not a score")
     return found
 
 
