@@ -129,7 +129,8 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
                 continue  # its page reports it
             if args is not None and cache.missing(plots.points_key(*args)):
                 todo.append(args)
-    plots.draw_points(todo, cache)
+    plots_drawn = plots.draw_points(todo, cache)  # team pages are rendered once they are drawn
+    later: list[tuple[int, Callable[[], None]]] = []  # where its problems go, a challenge's team pages
     for challenge in found_challenges:
         shown = (challenge.id, challenge.title, challenge.type, challenge.primary, challenge.direction,
                  challenge.columns, tuple((p.name, p.final is not None) for p in challenge.phases))
@@ -141,21 +142,26 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
         numbers = _tables(folder, problems, partial(stats.statistics_tables, challenge), exports)
         render(f"{folder}statistics.html", "statistics.html",
                partial(stats.statistics_context, challenge, numbers, cache), page_error)
-        for team, evs in sorted(stats.by_team(challenge).items()):
-            page = pages.team_page(team)
-            if page is None:
-                continue
-            key = (shown, team, tuple(records[ev.id] for ev in evs))
-            files = [f"{folder}teams/{team}.{kind}" for kind in ("json", "csv")]
-            if keys.unchanged(f"{folder}{page}", keys.digest(f"{folder}{page}", "team.html", key), files):
-                # its exports come from the same inputs: kept as they are too
-                rendered[f"{folder}{page}"] = None
-                exports.update(dict.fromkeys(files))
-                continue
-            _tables(f"{folder}teams/", problems,
-                    partial(stats.team_tables, challenge, team, evs), exports)
-            render(f"{folder}{page}", "team.html", partial(stats.team_context, challenge, team, evs, cache),
-                   page_error, key=key)
+
+        def team_pages(challenge: Challenge = challenge, shown: tuple[Any, ...] = shown,
+                       folder: str = folder) -> None:
+            for team, evs in sorted(stats.by_team(challenge).items()):
+                page = pages.team_page(team)
+                if page is None:
+                    continue
+                key = (shown, team, tuple(records[ev.id] for ev in evs))
+                files = [f"{folder}teams/{team}.{kind}" for kind in ("json", "csv")]
+                if keys.unchanged(f"{folder}{page}", keys.digest(f"{folder}{page}", "team.html", key), files):
+                    # its exports come from the same inputs: kept as they are too
+                    rendered[f"{folder}{page}"] = None
+                    exports.update(dict.fromkeys(files))
+                    continue
+                _tables(f"{folder}teams/", problems,
+                        partial(stats.team_tables, challenge, team, evs), exports)
+                render(f"{folder}{page}", "team.html",
+                       partial(stats.team_context, challenge, team, evs, cache), page_error, key=key)
+
+        later.append((len(problems), team_pages))
         for ev in challenge.evaluations:
             record = gathered.paths[ev.id]
             bad = BadRecord(path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
@@ -171,6 +177,15 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
                    evaluation_error, key=(shown, records[ev.id], record, sorted(logs.items())))
     for path, bad in sorted(error_pages.items()):
         render(path, "record_error.html", partial(pages.record_error_context, bad), page_error)
+    plots_drawn()
+    moved = []
+    for slot, run_later in later:  # their problems are listed where they would be, had they run in order
+        start = len(problems)
+        run_later()
+        moved.append((slot, problems[start:]))
+        del problems[start:]
+    for slot, found in reversed(moved):
+        problems[slot:slot] = found
 
     rendered.update(exports)
     for name in sorted(os.listdir(HERE / STATIC)):

@@ -245,18 +245,41 @@ def _draw_points(args: PointsArgs) -> str | None:
 PARALLEL_MIN = 16
 
 
-def draw_points(todo: Sequence[PointsArgs], cache: PlotCache) -> None:
-    """Draw the points plots ``todo`` into ``cache``, on every CPU core (forked workers) when many.
+def draw_points(todo: Sequence[PointsArgs], cache: PlotCache) -> Callable[[], None]:
+    """Start drawing the points plots ``todo``; the callable returned waits and puts them into ``cache``.
 
-    A worker draws the same bytes as this process would (same code, same reused
-    figure logic); on a system without ``fork`` everything is drawn here.
+    When there are many, forked workers (one per CPU core) draw them while this
+    process goes on with other pages; a worker draws the same bytes as this
+    process would. Without ``fork``, or when the workers fail, they are drawn here.
     """
     workers = min(os.cpu_count() or 1, len(todo) // PARALLEL_MIN)
+    pending = None
+    pool = None
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            texts = list(pool.map(_draw_points, todo, chunksize=max(1, len(todo) // (4 * workers))))
-    else:
-        texts = [_draw_points(args) for args in todo]
-    for (salt, title, series, ylabel), text in zip(todo, texts, strict=True):
-        if text is not None:
-            cache.provide(points_key(salt, title, series, ylabel), text)
+        try:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            chunk = max(1, len(todo) // (4 * workers))
+            pending = [pool.submit(_draw_many, list(todo[n:n + chunk])) for n in range(0, len(todo), chunk)]
+        except OSError:
+            pending = None
+
+    def finish() -> None:
+        texts: list[str | None] | None = None
+        if pending is not None and pool is not None:
+            try:
+                texts = [text for future in pending for text in future.result()]
+            except Exception:  # noqa: BLE001 - a broken worker: draw here instead
+                texts = None
+            finally:
+                pool.shutdown()
+        if texts is None:
+            texts = _draw_many(todo)
+        for (salt, title, series, ylabel), text in zip(todo, texts, strict=True):
+            if text is not None:
+                cache.provide(points_key(salt, title, series, ylabel), text)
+
+    return finish
+
+
+def _draw_many(todo: Sequence[PointsArgs]) -> list[str | None]:
+    return [_draw_points(args) for args in todo]
