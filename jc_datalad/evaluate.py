@@ -13,6 +13,7 @@ import glob
 import hashlib
 import logging
 import os
+import re
 import shutil
 import stat
 import time
@@ -20,6 +21,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 import scorers
@@ -73,8 +75,8 @@ class Context:
     cmdexec: str
     hidden: dict[str, Hidden] = field(default_factory=dict)
 
-    @property
-    def prefix(self):
+    @cached_property
+    def prefix(self) -> re.Pattern[str]:
         return call_prefix_pattern(self.cmdexec, self.image_path)
 
 

@@ -8,7 +8,6 @@ hooks, and no submodule recursion.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,19 +92,6 @@ def git(
 
 def git_out(args: Sequence[str], cwd: Path | str | None = None, **kwargs) -> str:
     return str(git(args, cwd, **kwargs).stdout).strip()
-
-
-def annex_bin() -> str:
-    """The git-annex executable (the PyPI package puts it next to python)."""
-    found = shutil.which("git-annex")
-    if found:
-        return found
-    import sys
-
-    candidate = Path(sys.executable).parent / "git-annex"
-    if candidate.exists():
-        return str(candidate)
-    raise JcError("git-annex not found: install the project with `make demo` or `pip install git-annex`")
 
 
 def env_with_annex_on_path() -> dict[str, str]:

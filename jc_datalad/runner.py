@@ -10,6 +10,7 @@ the ledger happens in one place, in order of completion.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import shlex
 import subprocess
@@ -89,12 +90,12 @@ def evaluate_command(config: RunnerConfig, team: str, commit: str, phase: str, s
             "--phase", phase, "--split", split, "--output", f"{ledger.EVALUATIONS}/{eid}"]
 
 
-def _reproduce_lines(config: RunnerConfig, cand: Candidate, cmd: list[str], eid: str) -> list[str]:
+def _reproduce_lines(config: RunnerConfig, team: Team, commit: str, cmd: list[str], eid: str) -> list[str]:
     return [
         " ".join(shlex.quote(c) for c in cmd),
         f"jc runner reproduce {eid} --config {shlex.quote(str(config.path))}",
-        f"datalad clone {shlex.quote(cand.team.repository)} submission && cd submission && "
-        f"git checkout {cand.commit} && datalad rerun --since= {cand.commit}",
+        f"datalad clone {shlex.quote(team.repository)} submission && cd submission && "
+        f"git checkout {commit} && datalad rerun --since= {commit}",
     ]
 
 
@@ -185,12 +186,10 @@ def _evaluate_all(config: RunnerConfig, admitted: list[admission.Decision], repo
 
     def job(d: admission.Decision) -> tuple[Evaluation, Path, list[str]]:
         out = ledger.incoming_dir(config.results, d.eval_id)
-        cmd = evaluate_command(config, d.team, d.candidate.commit, d.phase, d.split, d.eval_id)
-        team = replace(d.candidate.team, name=d.team)
-        ev = evaluate(ctx, team, d.candidate.commit, phase=d.phase, split=d.split, out=out,
-                      submission={"branches": list(d.candidate.branches), "first_seen": d.first_seen,
-                                  "repository_team": d.candidate.team.name},
-                      reproduce=_reproduce_lines(config, d.candidate, cmd, d.eval_id))
+        submission = {"branches": list(d.candidate.branches), "first_seen": d.first_seen,
+                      "repository_team": d.candidate.team.name}
+        ev, cmd = _evaluate_one(config, ctx, replace(d.candidate.team, name=d.team), d.candidate.commit,
+                                d.phase, d.split, out, submission)
         return ev, out, cmd
 
     total = len(admitted)
@@ -271,19 +270,32 @@ def evaluate_into(config: RunnerConfig, team_name: str, commit: str, phase: str,
     teams = load_teams(config.teams_file)
     if team_name not in teams:
         raise JcError(f"team {team_name!r} is not registered in {config.teams_file}")
+    team = teams[team_name]
+    # a redone evaluation keeps what the pass recorded about the submission: where it came from
+    # (a merged team's own repository) and when the runner first saw it
+    submission: dict = {}
+    earlier = output / ledger.RECORD
+    if earlier.exists():
+        submission = {k: v for k, v in json.loads(earlier.read_text())["submission"].items() if k != "steps"}
+        team = replace(team, repository=submission.get("repository", team.repository))
     ctx = prepare(config, [split])
-    eid = evaluation_id(team_name, commit, phase)
-    cmd = evaluate_command(config, team_name, commit, phase, split, eid)
-    cand = Candidate(teams[team_name], commit, ())
-    ev = evaluate(ctx, teams[team_name], commit, phase=phase, split=split, out=output,
-                  reproduce=_reproduce_lines(config, cand, cmd, eid))
+    ev, _ = _evaluate_one(config, ctx, team, commit, phase, split, output, submission)
     ledger.write_record(output, ev)
     return ev
 
 
+def _evaluate_one(config: RunnerConfig, ctx: Context, team: Team, commit: str, phase: str, split: str,
+                  out: Path, submission: dict) -> tuple[Evaluation, list[str]]:
+    """Evaluate one submission into ``out``, with the command that redoes it recorded."""
+    eid = evaluation_id(team.name, commit, phase)
+    cmd = evaluate_command(config, team.name, commit, phase, split, eid)
+    ev = evaluate(ctx, team, commit, phase=phase, split=split, out=out, submission=submission,
+                  reproduce=_reproduce_lines(config, team, commit, cmd, eid))
+    return ev, cmd
+
+
 def reproduce(config: RunnerConfig, eval_id: str) -> tuple[Evaluation, Evaluation]:
     """Re-execute a stored evaluation with ``datalad rerun``; return (stored, redone)."""
-    import json
 
     path = ledger.record_path(config.results, eval_id)
     if not path.exists():

@@ -90,6 +90,9 @@ def test_reproduce_reexecutes_from_the_ledger(arena):
     again = Evaluation.from_dict(json.loads(ledger.record_path(arena.config.results, ev.id).read_text()))
     assert again.metrics == ev.metrics
     assert again.finished != ev.finished  # it really ran again
+    # what the pass knew about the submission survives the redo
+    assert again.submission["first_seen"] == ev.submission["first_seen"]
+    assert again.submission["branches"] == ev.submission["branches"]
 
 
 def test_cli_runner_pass_and_site(arena, work):
