@@ -30,8 +30,9 @@ _RC: Any = {"svg.fonttype": "none", "timezone": "UTC", "font.size": 9.0,
        "font.family": ["DejaVu Sans", "sans-serif"], "axes.spines.top": False,
        "axes.spines.right": False}
 _SIZE = (6.4, 2.8)
+_NO_METADATA: Any = {"Date": None, "Format": None, "Type": None, "Creator": None}
 #: Part of every cache key: change it when a change here changes the drawing.
-DRAWING_VERSION = "1"
+DRAWING_VERSION = "2"
 
 
 class PlotCache:
@@ -104,7 +105,8 @@ def _svg(fig: Figure, salt: str, title: str) -> Markup:
     """``fig`` as an inline ``<svg>`` element labelled ``title`` (role img, <title> first)."""
     buf = io.StringIO()
     with matplotlib.rc_context(cast(Any, {**_RC, "svg.hashsalt": salt})):
-        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches=None)
+        # no <metadata>: its RDF namespaces are not allowed in an SVG inside HTML (the validator says so)
+        fig.savefig(buf, format="svg", metadata=_NO_METADATA, bbox_inches=None)
     text = buf.getvalue()
     text = text[text.index("<svg"):]  # drop the XML declaration and doctype: the SVG is inline
     label = escape(title)
