@@ -37,7 +37,12 @@
         button.type = "button";
         button.className = "sort";
         while (th.firstChild) { button.appendChild(th.firstChild); }
+        // the name stays the column's (cells are announced with it); the title says what the button does
         button.title = "Sort by this column";
+        var icon = document.createElement("span");
+        icon.className = "sort-icon";
+        icon.setAttribute("aria-hidden", "true");
+        button.appendChild(icon);
         th.appendChild(button);
         button.addEventListener("click", function () { sortBy(table, index, th); });
       });
