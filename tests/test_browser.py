@@ -8,27 +8,19 @@ Screenshots are kept under ``artifacts/screenshots/`` for a human to look at.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, NO_CHROMIUM, launch, serve, shot
 from test_site import make, write
 
 from jc_datalad.records import Status
 from site_generator import build_site
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-
 if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup-system.sh does)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install -e '.[test]'")
+    pytest.skip(NO_CHROMIUM, allow_module_level=True)
+pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install -e '.[test]'")
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -55,43 +47,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(site: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
-        pass
+    with serve(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    home = tmp_path_factory.mktemp("chromium-home")  # chromium writes its profile under HOME
-    with sync_api.sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
-                                      env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launch(tmp_path_factory.mktemp("chromium-home")) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
 def page(browser, server: str) -> object:  # type: ignore[no-untyped-def]
     return browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-
-
-def shot(page: object, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
 def ranked(page: object) -> list[str]:
