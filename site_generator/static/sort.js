@@ -1,6 +1,8 @@
 // Sortable table columns: click a column header of a table.sortable to sort its rows.
 // The page is complete without this script: the server-rendered order is the ranking.
 // A cell's data-sort attribute, when present, is the value sorted on (numbers, ISO times).
+// It also puts a table or log that scrolls (a narrow screen, a long log) into the Tab order,
+// so that a keyboard can scroll it (not every browser does this by itself).
 (function () {
   "use strict";
   function key(cell) {
@@ -29,7 +31,19 @@
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) { cell.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
   }
+  function reachable() {
+    Array.prototype.forEach.call(document.querySelectorAll("main table, main pre"), function (box) {
+      if (box.scrollWidth > box.clientWidth || box.scrollHeight > box.clientHeight) {
+        box.tabIndex = 0;
+      } else {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
   function init() {
+    reachable();
+    window.addEventListener("resize", reachable);
+    document.addEventListener("toggle", reachable, true);  // a <details> opened: its tables are shown
     Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
       if (!table.tHead || !table.tBodies.length) { return; }
       Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
