@@ -34,7 +34,7 @@ from .interval import coverage_penalty, coverage_score
 from .legacy_cvppp import LegacyScore, legacy_score
 from .overlap import LabelOverlap, label_overlap
 from .pixel import mask_accuracy, mask_dice, mask_f1, mask_jaccard, mask_precision, mask_recall
-from .registry import get, names
+from .registry import describe, get, names
 from .regression import mae, mean_bias_error, mean_relative_error, pearson_r, r2, rmse
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "best_dice",
     "coverage_penalty",
     "coverage_score",
+    "describe",
     "dic",
     "f1",
     "folder_scorers",
