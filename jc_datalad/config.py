@@ -39,6 +39,7 @@ class RunnerConfig:
     split: str = "test"
     cache: Path | None = None
     teams: Path | None = None
+    public_url: str | None = None  #: where participants clone the challenge from (shown on the site)
 
     @property
     def teams_file(self) -> Path:
@@ -67,11 +68,15 @@ def load_config(path: Path | str) -> RunnerConfig:
         raise JcError(f"{path}: must hold a mapping of keys")
     problems = [f"{k}: missing: the path of the {k} dataset" for k in ("challenge", "private", "results")
                 if not data.get(k)]
-    known = {"challenge", "private", "results", "work", "workers", "protocols", "split", "cache", "teams"}
+    known = {"challenge", "private", "results", "work", "workers", "protocols", "split", "cache", "teams",
+             "public_url"}
     problems += [f"{k}: unknown key; known keys: {', '.join(sorted(known))}" for k in data if k not in known]
     workers = data.get("workers", 2)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         problems.append(f"workers: {workers!r}: a whole number >= 1")
+    public_url = data.get("public_url")
+    if public_url is not None and not (isinstance(public_url, str) and public_url.strip()):
+        problems.append(f"public_url: {public_url!r}: the URL participants clone the challenge from")
     if problems:
         raise JcError(f"{path}:\n  - " + "\n  - ".join(problems))
 
@@ -89,6 +94,7 @@ def load_config(path: Path | str) -> RunnerConfig:
         split=str(data.get("split", "test")),
         cache=resolve(data["cache"]) if data.get("cache") else None,
         teams=resolve(data["teams"]) if data.get("teams") else None,
+        public_url=public_url.strip() if public_url else None,
     )
 
 

@@ -18,7 +18,7 @@ import logging
 import os
 import shlex
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from jc_datalad.errors import JcError
@@ -112,8 +112,10 @@ def _save(results: Path, paths: list[Path], message: str) -> None:
     commit is the same DataLad sees (its message carries the run record).
     """
     rel = [str(p.relative_to(results)) for p in paths]
+    present = [r for r, p in zip(rel, paths, strict=True) if os.path.lexists(p)]  # others: removed
     try:
-        git(["annex", "add", "--quiet", "--", *rel], results)
+        if present:
+            git(["annex", "add", "--quiet", "--", *present], results)
         git(["commit", "--quiet", "--no-verify", "-m", message, "--", *rel], results)
     except JcError as exc:
         raise JcError(f"{results}: saving {', '.join(rel)} failed: {exc}") from None
@@ -211,3 +213,26 @@ def write_json(results: Path, rel: str, data: dict, message: str) -> bool:
     path.write_text(text, encoding="utf-8")
     _save(results, [path], message)
     return True
+
+
+def write_files(results: Path, files: Mapping[str, str | None], message: str) -> bool:
+    """Write the text files that changed and commit them in one commit; True if any did.
+
+    ``files``: path relative to ``results`` -> its text, or None to remove the file.
+    """
+    changed = []
+    for rel, text in sorted(files.items()):
+        path = results / rel
+        old = path.read_text(encoding="utf-8") if path.is_file() else None
+        if old == text:
+            continue
+        if text is None:
+            git(["rm", "--quiet", "--ignore-unmatch", "--", rel], results)
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        changed.append(path)
+    if changed:
+        _save(results, changed, message)
+    return bool(changed)

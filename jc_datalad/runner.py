@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jc_datalad import admission, ledger, standings
+from jc_datalad import admission, description, ledger, standings
 from jc_datalad.admission import Candidate
 from jc_datalad.config import RunnerConfig, Team, load_teams
 from jc_datalad.errors import JcError
@@ -138,6 +138,9 @@ def run_once(
     if report.recovered:
         say(f"recovered {len(report.recovered)} unsaved evaluation(s) from an interrupted pass")
     spec = load_spec(config.challenge)
+    # what the site's challenge pages show; committed only when it changed (a few git calls otherwise)
+    if description.publish(config, spec, now.strftime("%Y-%m-%dT%H:%M:%SZ"), ledger.load_overrides(config.results)):
+        say(f"challenge description written to {description.CHALLENGES}/{spec.id}/")
     teams = load_teams(config.teams_file)
     if not teams:
         say(f"no teams registered in {config.teams_file}; add them with `jc team add`")
