@@ -114,6 +114,13 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     def page_error(message: str) -> tuple[str, Mapping[str, Any]]:
         return "page_error.html", {"title": "Page error", "message": message}
 
+    # challenge descriptions (challenges/<id>/): five pages each, the index's phase, and every challenge
+    # page's navigation, which links them (so which challenges have them is part of every page key)
+    from site_generator import description
+    found_challenges = description.attach(found_challenges, description.gather(results, problems))
+    keys.code = description.navigation_key(keys.code, found_challenges)
+    description.render_pages(found_challenges, render, page_error)
+
     error_pages = _error_pages(found_challenges, gathered.evaluations, gathered.bad)
     render("index.html", "index.html",
            partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)

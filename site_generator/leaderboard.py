@@ -6,10 +6,14 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from jc_datalad.records import Evaluation, Status
 from jc_datalad.standings import Standings
 from site_generator.gather import BadRecord, is_number, parse_time
+
+if TYPE_CHECKING:
+    from site_generator.description import Description
 
 TIE_RULE = ("Each team is ranked by its best public {primary} ({better}). Equal scores are "
             "ordered by the earlier first-seen time of the submission that scored them, "
@@ -77,6 +81,8 @@ class Challenge:
     phases: tuple[Phase, ...]
     bad: tuple[BadRecord, ...]
     teams: int
+    # set from challenges/<id>/description.json when it is good (see site_generator.description)
+    description: Description | None = None
 
     def final(self, phase_name: str) -> Final | None:
         """The final standings of ``phase_name``; None while its private scores stay hidden."""

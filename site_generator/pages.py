@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jc_datalad.records import Evaluation, Status
+from site_generator.description import current_phase
 from site_generator.gather import BadRecord, is_number, parse_time, safe_eval_id
 from site_generator.leaderboard import Challenge, FinalRow
 
@@ -103,7 +104,9 @@ def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
     rows = []
     for c in challenges:
         best = [{"phase": p.name, "score": p.rows[0].score, "team": p.rows[0].team} for p in c.phases if p.rows]
-        rows.append({"challenge": c, "best": best})
+        # the phase in force and a link to the overview, for a challenge with a description
+        rows.append({"challenge": c, "best": best, "phase": current_phase(c),
+                     "overview": f"{c.id}/index.html" if c.description is not None else None})
     shown = {id(b) for b in error_pages.values()}
     return {
         "title": "Challenges",
