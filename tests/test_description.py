@@ -116,6 +116,22 @@ def test_publish_commits_only_when_changed(arena) -> None:
     assert not ledger.write_files(results, {"challenges/bacteria-test/README.md": None}, "No README")
 
 
+def test_site_from_a_runner_pass_names_no_hidden_file(arena, tmp_path: Path) -> None:
+    from site_generator import build_site
+
+    arena.run(now=T1)
+    out = tmp_path / "site"
+    report = build_site(arena.config.results, out, strict=True)
+    assert "bacteria-test/data.html" in report.pages and "bacteria-test/index.html" in report.pages
+    hidden = [f for part in ("inputs", "labels") for f in files_of(arena.config.private / "hidden" / "test" / part)]
+    names = {f.name.encode() for f in hidden} | {f.stem.encode() for f in hidden}
+    assert names
+    for path in out.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert not any(name in content for name in names), path
+
+
 def _timed(call) -> float:
     start = time.perf_counter()
     assert call() is False
