@@ -1,7 +1,7 @@
 """Every page of the site passes the Nu Html Checker and axe-core, and works from the keyboard.
 
-One site with every kind of page is built once for the module: the index, a
-leaderboard with a final leaderboard and a table of submissions without a score,
+One site with every kind of page is built once for the module: the index, the
+challenge description pages, a leaderboard with a final leaderboard and a table of submissions without a score,
 statistics with plots, team pages, evaluation pages of each status (with logs),
 a record-error page for a corrupt record and a page-error page. The validator
 checks every HTML file the build wrote (pages added later are checked too) and
@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from browser_support import launch, needs_chromium, serve, shot
 from test_site import finalize, make, write
+from test_site_description import describe, description
 
 from jc_datalad.records import Evaluation, Status
 from site_generator import build_site, stats
@@ -71,6 +72,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ..
     logs.mkdir()
     (logs / "step-1.stdout").write_text("done <b>\n", encoding="utf-8")
     finalize(results)  # phase dev has ended: its final leaderboard is shown
+    describe(results, description())  # the overview (with a README), data, evaluation, rules and timeline pages
     write(results, "{not json", folder="unreadable")  # no ids: a line on the index
     corrupt = make("kappa", "k1" * 20, score=0.9, first_seen="2024-05-05T00:00:00Z")
     write(results, corrupt.to_json().replace('"aji": 0.9', '"aji": "high"'), folder=corrupt.id)
@@ -86,6 +88,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ..
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(stats, "team_context", flaky)
         report = build_site(results, out)
+    assert (out / "bacteria/index.html").is_file()  # the description pages are there to check
     assert "cannot lay out this team" in (out / f"bacteria/teams/{BROKEN_TEAM}.html").read_text(encoding="utf-8")
     assert any("kappa" in p for p in report.problems) and any("unreadable" in p for p in report.problems)
     return out, report.pages
@@ -164,7 +167,7 @@ def axe(page: Any, context: object = None) -> list[dict[str, Any]]:
     return list(Axe().run(page, context=context, options=options).response["violations"])
 
 
-def describe(rel: str, violations: list[dict[str, Any]], shown: int = 5) -> list[str]:
+def report_violations(rel: str, violations: list[dict[str, Any]], shown: int = 5) -> list[str]:
     """Each violation: its id, impact and help, and the first ``shown`` elements with what to fix."""
     return [f"{rel}: {v['id']} ({v['impact']}): {v['help']}\n" + "\n".join(
         f"    {', '.join(map(str, n['target']))}: {' '.join(n.get('failureSummary', '').split())}"
@@ -185,7 +188,7 @@ def test_pages_have_no_axe_violations(browser: Any, server: str, built: tuple[Pa
             page.goto(server + rel)
             # collapsed tables are checked too (contrast is only measured on what is shown)
             page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
-            found += describe(rel, axe(page))
+            found += report_violations(rel, axe(page))
             # reflow: only a wide table scrolls sideways, never the page
             wide = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             if wide > 0:
@@ -223,7 +226,7 @@ def test_leaderboard_works_from_the_keyboard(page: Any, server: str) -> None:
     assert (skip["tag"], skip["text"], skip["href"]) == ("a", "Skip to content", "#content"), skip
     assert skip["focusVisible"] and skip["outline"] == "solid" and skip["outlineWidth"] >= 2, skip
     assert page.locator("a.skip").is_visible()  # shown while focused
-    found = describe("skip link", axe(page, "a.skip"))  # its colours as shown when focused
+    found = report_violations("skip link", axe(page, "a.skip"))  # its colours as shown when focused
     assert not found, "\n".join(found)
     shot(page, "keyboard-skip-link")
 
