@@ -64,10 +64,13 @@ class Evaluation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
-        known = {f.name for f in fields(cls)}
+        known = _FIELDS
         missing = {"id", "challenge", "team", "submission", "phase", "split", "status"} - set(data)
         if missing:
             raise ValueError(f"record lacks {', '.join(sorted(missing))}")
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["status"] = Status(data["status"])
         return cls(**kwargs)
+
+
+_FIELDS = frozenset(f.name for f in fields(Evaluation))

@@ -7,12 +7,13 @@ in strict mode any problem aborts before a file is written.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -20,10 +21,11 @@ from typing import Any
 
 import jinja2
 
+from jc_datalad import records
 from jc_datalad.errors import JcError
 from jc_datalad.ledger import EVALUATIONS
 from jc_datalad.records import Evaluation
-from site_generator import pages, plots, stats
+from site_generator import description, pages, plots, stats
 from site_generator.gather import BadRecord, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
 from site_generator.tables import Table
@@ -38,6 +40,8 @@ MANIFEST = ".jc-site-manifest"
 PLOT_CACHE = ".jc-site-plots"
 # Page -> a hash of everything its rendering read, for the pages a rebuild may skip (see _Keys).
 PAGE_KEYS = ".jc-site-pages"
+# The digests of the records the last build found good, so a rebuild checks only new ones.
+GOOD_RECORDS = ".jc-site-records"
 
 # What bad data or a template slip raise while rendering one page.
 _RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError)
@@ -76,7 +80,27 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     out = Path(out)
     if not results.is_dir():
         raise JcError(f"{results}: no such results dataset; pass the folder holding {EVALUATIONS}/")
-    gathered = gather(results)
+    # The records live through the whole build: once read, they are frozen out of the
+    # garbage collector's full passes, which would otherwise walk all of them again and
+    # again while pages are rendered (a third of a rebuild's time on 10,000 records).
+    ours = gc.get_freeze_count() == 0
+    try:
+        return _build(results, out, strict=strict)
+    finally:
+        if ours:
+            gc.unfreeze()
+
+
+def _build(results: Path, out: Path, *, strict: bool) -> SiteReport:
+    code = _code_digest()
+    enabled = gc.isenabled()
+    gc.disable()  # reading makes only objects that stay
+    try:
+        gathered = gather(results, known_good=_read_good(out, code))
+    finally:
+        if enabled:
+            gc.enable()
+    gc.freeze()
     found_challenges, inconsistencies = challenges(gathered.evaluations, gathered.bad)
     found_challenges, final_problems = attach_finals(found_challenges, gathered.finals, gathered.final_paths)
     problems = list(gathered.problems) + inconsistencies + final_problems
@@ -85,7 +109,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     # None: the page the previous build wrote is kept as it is (same inputs, so the same bytes)
     rendered: dict[str, str | None] = {}
     cache = plots.PlotCache(None if (out / PLOT_CACHE).is_symlink() else out / PLOT_CACHE)
-    keys = _Keys(out, cache)
+    keys = _Keys(out, cache, code)
 
     def render(path: str, template: str, context: Callable[[], Mapping[str, Any]],
                fallback: Callable[[str], tuple[str, Mapping[str, Any]]], key: object = None) -> None:
@@ -94,7 +118,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
         ``key``: everything the page shows (None: always render); a page whose key
         matches the previous build's and whose file is still there is not rendered again.
         """
-        depth = len(PurePosixPath(path).parts) - 1
+        depth = path.count("/")  # paths are relative, posix, without '.' or '..' parts
         digest = None if key is None else keys.digest(path, template, key)
         if digest is not None and keys.unchanged(path, digest):
             rendered[path] = None
@@ -115,17 +139,15 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
         return "page_error.html", {"title": "Page error", "message": message}
 
     # challenge descriptions (challenges/<id>/): five pages each, the index's phase, and every challenge
-    # page's navigation, which links them (so which challenges have them is part of every page key)
-    from site_generator import description
+    # page's navigation, which links them (so whether a challenge has them is in ``shown`` below)
     found_challenges = description.attach(found_challenges, description.gather(results, problems))
-    keys.code = description.navigation_key(keys.code, found_challenges)
     description.render_pages(found_challenges, render, page_error)
 
     error_pages = _error_pages(found_challenges, gathered.evaluations, gathered.bad)
     render("index.html", "index.html",
            partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)
     exports: dict[str, str | None] = {}
-    records = {ev.id: _record_digest(ev) for ev in gathered.evaluations}
+    digests = gathered.digests
     # the team plots a build must draw are drawn first, on every core (most of a first build)
     todo = []
     for challenge in found_challenges:
@@ -140,12 +162,30 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     later: list[tuple[int, Callable[[], None]]] = []  # where its problems go, a challenge's team pages
     for challenge in found_challenges:
         shown = (challenge.id, challenge.title, challenge.type, challenge.primary, challenge.direction,
-                 challenge.columns, tuple((p.name, p.final is not None) for p in challenge.phases))
+                 challenge.columns, tuple((p.name, p.final is not None) for p in challenge.phases),
+                 challenge.description is not None)  # what every page of the challenge shows or links
         folder = f"{challenge.id}/"
         boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge), exports)
+        lists = {p.name: stats.submission_pages(p) for p in challenge.phases}
         render(f"{folder}leaderboard.html", "leaderboard.html",
                partial(pages.leaderboard_context, challenge, error_pages,
-                       {phase: t.name for phase, t in boards.items()}), page_error)
+                       {phase: t.name for phase, t in boards.items()},
+                       {name: [stats.submissions_page(p, n) for n in range(1, len(lists[name]) + 1)]
+                        for p in challenge.phases if (name := p.name) in lists}), page_error)
+        for p in challenge.phases:
+            for n, listed in enumerate(lists[p.name], 1):
+                path = f"{folder}{stats.submissions_page(p, n)}"
+                key = (shown, p.name, n, len(lists[p.name]), tuple(digests[ev.id] for ev in listed))
+                files = [path.replace(".html", f".{kind}") for kind in ("json", "csv")]
+                if keys.unchanged(path, keys.digest(path, "submissions.html", key), files):
+                    rendered[path] = None  # and its exports, made from the same inputs
+                    exports.update(dict.fromkeys(files))
+                    continue
+                export = stats.submissions_table(challenge, p, n, listed)
+                exports.update(export.files(f"{folder}submissions/"))
+                render(path, "submissions.html",
+                       partial(stats.submissions_context, challenge, p, n, len(lists[p.name]), listed,
+                               export.name), page_error, key=key)
         numbers = _tables(folder, problems, partial(stats.statistics_tables, challenge), exports)
         render(f"{folder}statistics.html", "statistics.html",
                partial(stats.statistics_context, challenge, numbers, cache), page_error)
@@ -156,7 +196,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
                 page = pages.team_page(team)
                 if page is None:
                     continue
-                key = (shown, team, tuple(records[ev.id] for ev in evs))
+                key = (shown, team, tuple(digests[ev.id] for ev in evs))
                 files = [f"{folder}teams/{team}.{kind}" for kind in ("json", "csv")]
                 if keys.unchanged(f"{folder}{page}", keys.digest(f"{folder}{page}", "team.html", key), files):
                     # its exports come from the same inputs: kept as they are too
@@ -181,7 +221,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
             logs = _logs(results, record, ev)
             render(f"{challenge.id}/evaluations/{ev.id}.html", "evaluation.html",
                    partial(pages.evaluation_context, ev, challenge, record, logs),
-                   evaluation_error, key=(shown, records[ev.id], record, sorted(logs.items())))
+                   evaluation_error, key=(shown, digests[ev.id], record, sorted(logs.items())))
     for path, bad in sorted(error_pages.items()):
         render(path, "record_error.html", partial(pages.record_error_context, bad), page_error)
     plots_drawn()
@@ -204,6 +244,7 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     keys.forget()  # a build that stops while writing leaves no keys to trust
     _write(out, rendered)
     keys.save()
+    _save_good(out, code, gathered.digests.values())
     cache.save()
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
 
@@ -211,15 +252,31 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
 def _code_digest() -> str:
     """A hash of this package's code, templates and static files: a change to any renders every page."""
     h = hashlib.sha256(f"{jinja2.__version__}\n".encode())
-    for path in sorted(p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        h.update(f"{path.relative_to(HERE).as_posix()}\n".encode())
+    ours = sorted(p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    # records.py: how a record file becomes the Evaluation that the checks and pages read
+    for name, path in [("records.py", Path(records.__file__)), *((p.relative_to(HERE).as_posix(), p) for p in ours)]:
+        h.update(f"{name}\n".encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
 
-def _record_digest(ev: Evaluation) -> str:
-    """A hash of everything an evaluation record holds (its repr: every field, types included)."""
-    return hashlib.sha256(repr(ev).encode()).hexdigest()
+def _read_good(out: Path, code: str) -> frozenset[str]:
+    """The record digests the last build found good, if it ran this same code (else none)."""
+    path = out / GOOD_RECORDS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else None
+    except (OSError, ValueError):
+        return frozenset()
+    if not (isinstance(data, dict) and data.get("code") == code and isinstance(data.get("good"), list)):
+        return frozenset()
+    return frozenset(d for d in data["good"] if isinstance(d, str))
+
+
+def _save_good(out: Path, code: str, digests: Iterable[str]) -> None:
+    path = out / GOOD_RECORDS
+    if path.is_symlink():
+        path.unlink()
+    path.write_text(json.dumps({"code": code, "good": sorted(digests)}, indent=0) + "\n", encoding="utf-8")
 
 
 class _Keys:
@@ -232,10 +289,10 @@ class _Keys:
     page) to render every page again.
     """
 
-    def __init__(self, out: Path, cache: plots.PlotCache) -> None:
+    def __init__(self, out: Path, cache: plots.PlotCache, code: str) -> None:
         self.out = out
         self.cache = cache
-        self.code = _code_digest()
+        self.code = code
         # page -> (its key's digest, the plots it shows)
         self.new: dict[str, tuple[str, list[str]]] = {}
         self.old: dict[str, tuple[str, list[str]]] = {}
@@ -309,15 +366,15 @@ def _error_pages(found: tuple[Challenge, ...], good: tuple[Evaluation, ...],
 
 def _logs(results: Path, record: str, ev: Evaluation) -> dict[str, str]:
     """Log files the ledger keeps next to ``record``: 'step-N.stdout' -> path in the ledger."""
-    folder = PurePosixPath(record).parent / "logs"
+    folder = f"{record.rpartition('/')[0]}/logs"  # strings, not paths: this runs for every record
     found: dict[str, str] = {}
-    if not os.path.isdir(results / folder):
+    if not os.path.isdir(os.path.join(results, folder)):
         return found
     for n in range(1, max(len(ev.steps), len(ev.submission.get("steps", []))) + 1):
         for stream in ("stdout", "stderr"):
-            rel = folder / f"step-{n}.{stream}"
-            if (results / rel).is_file():
-                found[f"step-{n}.{stream}"] = rel.as_posix()
+            rel = f"{folder}/step-{n}.{stream}"
+            if os.path.isfile(os.path.join(results, rel)):
+                found[f"step-{n}.{stream}"] = rel
     return found
 
 

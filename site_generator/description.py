@@ -239,16 +239,6 @@ def attach(found: tuple[Challenge, ...], described: Mapping[str, Description]) -
     return tuple(sorted(result, key=lambda c: c.id))
 
 
-def navigation_key(code: str, found: tuple[Challenge, ...]) -> str:
-    """``code`` (the page keys' code digest) with which challenges have description pages folded in.
-
-    Every challenge page's navigation links them, team pages included: a kept page is
-    then never one whose navigation lacks pages that now exist (or links pages now gone).
-    """
-    described = [c.id for c in found if c.description is not None]
-    return hashlib.sha256(repr((code, described)).encode()).hexdigest()
-
-
 # -- what the pages show -------------------------------------------------------------------------
 
 def fmt_bytes(value: Any) -> str:

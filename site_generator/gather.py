@@ -9,15 +9,17 @@ cannot be read or fails a check is reported and left out.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jc_datalad.ledger import EVALUATIONS, iter_records
+from jc_datalad.ledger import EVALUATIONS, RECORD
 from jc_datalad.records import Evaluation, Status
 from jc_datalad.standings import Row, Standings
 
@@ -56,6 +58,7 @@ class Gathered:
     problems: tuple[str, ...]  # "<record path>: <what is wrong>"
     finals: tuple[Standings, ...] = ()  # checked final standings, sorted by phase
     final_paths: Mapping[str, str] = field(default_factory=dict)  # phase -> file relative to results
+    digests: Mapping[str, str] = field(default_factory=dict)  # evaluation id -> digest of its record file
 
 
 def safe_challenge_id(value: object) -> bool:
@@ -77,19 +80,24 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def gather(results: Path) -> Gathered:
-    """Read and check every record of ``results``; nothing here raises for one bad record."""
+def gather(results: Path, *, known_good: Set[str] = frozenset()) -> Gathered:
+    """Read and check every record of ``results``; nothing here raises for one bad record.
+
+    ``known_good``: digests (see :attr:`Gathered.digests`) of records an earlier
+    build found good with this same code; such a record is not checked again.
+    """
     good: dict[str, Evaluation] = {}
     paths: dict[str, str] = {}
+    digests: dict[str, str] = {}
     bad: list[BadRecord] = []
     problems: list[str] = []
-    for path, record in iter_records(results):
-        rel = f"{EVALUATIONS}/{path.parent.name}/{path.name}"  # path.relative_to(results), cheaper
+    for path, folder, digest, record in _read_records(results):
+        rel = f"{EVALUATIONS}/{folder}/{RECORD}"
         if isinstance(record, Exception):
             found = [f"cannot be read: {type(record).__name__}: {record}"]
             bad.append(_salvage(path, rel, found))
         else:
-            found = check(record, folder=path.parent.name)
+            found = [] if digest in known_good else check(record, folder=folder)
             if not found and record.id in good:
                 found = [f"repeats the id {record.id!r} of {paths[record.id]}; only the first is shown"]
             if found:
@@ -97,6 +105,7 @@ def gather(results: Path) -> Gathered:
             else:
                 good[record.id] = record
                 paths[record.id] = rel
+                digests[record.id] = digest
         problems.extend(f"{path}: {p}" for p in found)
     finals, final_paths = _gather_finals(results, problems)
     return Gathered(
@@ -106,7 +115,32 @@ def gather(results: Path) -> Gathered:
         problems=tuple(problems),
         finals=finals,
         final_paths=final_paths,
+        digests=digests,
     )
+
+
+def _read_records(results: Path) -> Iterator[tuple[str, str, str, Evaluation | Exception]]:
+    """Every record file, in folder order: its path, folder, digest and record (or the error reading it).
+
+    The digest hashes the folder name and the file's bytes: two records with one
+    digest are the same record in the same place, so they pass the same checks.
+    """
+    evaluations = os.path.join(results, EVALUATIONS)
+    try:
+        folders = sorted(os.listdir(evaluations))
+    except OSError:
+        return
+    for folder in folders:
+        path = os.path.join(evaluations, folder, RECORD)  # no Path: this runs for every record of every build
+        h = hashlib.sha256(folder.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            h.update(data)
+            record: Evaluation | Exception = Evaluation.from_dict(json.loads(data))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            record = exc
+        yield path, folder, h.hexdigest(), record
 
 
 def _gather_finals(results: Path, problems: list[str]) -> tuple[tuple[Standings, ...], dict[str, str]]:
@@ -213,10 +247,11 @@ def _bad_from(ev: Evaluation, rel: str, found: list[str]) -> BadRecord:
     )
 
 
-def _salvage(path: Path, rel: str, found: list[str]) -> BadRecord:
+def _salvage(path: str, rel: str, found: list[str]) -> BadRecord:
     """What can still be known about a record ``Evaluation.from_dict`` refused: its ids, if any."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError):
         return BadRecord(path=rel, problems=tuple(found))
     if not isinstance(data, dict):

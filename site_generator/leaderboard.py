@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -102,7 +103,11 @@ class Challenge:
 
 
 def first_seen(ev: Evaluation) -> dt.datetime:
-    return parse_time(ev.submission["first_seen"])
+    return _parse_seen(ev.submission["first_seen"])
+
+
+# Sorting and ranking ask for every record's time many times over; each text is parsed once.
+_parse_seen = functools.lru_cache(maxsize=1 << 16)(parse_time)
 
 
 def _seen_order(ev: Evaluation) -> tuple[dt.datetime, str]:

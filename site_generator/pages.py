@@ -116,8 +116,10 @@ def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
 
 
 def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecord],
-                        exports: Mapping[str, str]) -> dict[str, Any]:
-    """``exports``: ``public:<phase>`` or ``final:<phase>`` -> the stem of its JSON and CSV files."""
+                        exports: Mapping[str, str],
+                        submission_lists: Mapping[str, list[str]]) -> dict[str, Any]:
+    """``exports``: ``public:<phase>`` or ``final:<phase>`` -> the stem of its JSON and CSV files;
+    ``submission_lists``: phase -> the pages listing its submissions."""
     prefix = f"{challenge.id}/"
     bad = [{"record": b, "page": path.removeprefix(prefix)}
            for path, b in sorted(error_pages.items()) if path.startswith(prefix)]
@@ -131,6 +133,7 @@ def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecor
         "team_page": team_page,
         "finals": finals,
         "exports": exports,
+        "submission_lists": submission_lists,
     }
 
 

@@ -177,12 +177,14 @@ def _points_axes() -> tuple[Figure, Any]:
     if not _POINTS:
         with matplotlib.rc_context(_RC):
             fig = _figure()
+            fig.subplots_adjust(top=0.9)  # room for the series names above the axes
             ax = fig.add_subplot()
-            _dates(ax)
+            _dates(ax, maxticks=7)
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
             _POINTS.append((fig, ax))
     fig, ax = _POINTS[0]
-    for line in list(ax.lines):
-        line.remove()
+    for artist in [*ax.lines, *ax.texts]:
+        artist.remove()
     if ax.get_legend() is not None:
         ax.get_legend().remove()
     ax.set_prop_cycle(None)
@@ -193,13 +195,19 @@ def _points(salt: str, title: str, series: Series, *, ylabel: str) -> Markup:
     """Drawn on the reused figure: the same bytes as on a fresh one (tests/test_site.py checks)."""
     with matplotlib.rc_context(_RC):
         fig, ax = _points_axes()
-        for name, xs, ys in series:
-            ax.plot(cast(Any, list(xs)), list(ys), marker="o", markersize=4, label=name)
+        lines = [ax.plot(cast(Any, list(xs)), list(ys), marker="o", markersize=4, label=name)[0]
+                 for name, xs, ys in series]
         ax.relim()
         ax.autoscale_view()
         ax.set_ylabel(ylabel)
         if len(series) > 1:
-            ax.legend(loc="best", frameon=False)
+            # each series named in its colour above the middle of its time span (the phases
+            # follow each other): a legend box costs as much as the rest of the plot, and a
+            # challenge of 300 teams has 300 of these plots
+            for line, (name, xs, _) in zip(lines, series, strict=True):
+                middle = (mdates.date2num(min(xs)) + mdates.date2num(max(xs))) / 2
+                ax.text(middle, 1.01, name, transform=ax.get_xaxis_transform(), ha="center",
+                        va="bottom", fontsize=8, color=line.get_color())
         return _svg(fig, salt, title)
 
 
@@ -223,9 +231,9 @@ def _bars(salt: str, title: str, labels: Sequence[str], values: Sequence[float],
         return _svg(fig, salt, title)
 
 
-def _dates(ax: Any) -> None:
-    """Date ticks that fit, with a concise formatter."""
-    locator = mdates.AutoDateLocator()
+def _dates(ax: Any, maxticks: int | None = None) -> None:
+    """Date ticks that fit (at most about ``maxticks``), with a concise formatter."""
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=maxticks) if maxticks else mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 

@@ -52,6 +52,56 @@ def leaderboard_tables(challenge: Challenge) -> dict[str, Table]:
     return tables
 
 
+#: Rows on one page of a phase's submission list: a new submission re-renders only the last page.
+SUBMISSIONS_PER_PAGE = 500
+
+
+def submission_pages(phase: Phase) -> list[tuple[Evaluation, ...]]:
+    """A phase's evaluations, by first_seen, cut into pages; [] for a name that is no file name."""
+    if phase_file(phase) is None:
+        return []
+    evs = phase.evaluations
+    return [evs[n:n + SUBMISSIONS_PER_PAGE] for n in range(0, len(evs), SUBMISSIONS_PER_PAGE)]
+
+
+def submissions_page(phase: Phase, number: int) -> str:
+    """Page ``number`` (from 1) of a phase's submission list, relative to its challenge folder."""
+    return f"submissions/{phase.name}-{number}.html"
+
+
+def submissions_table(challenge: Challenge, phase: Phase, number: int, evs: tuple[Evaluation, ...]) -> Table:
+    return table(
+        f"{phase.name}-{number}", f"Submissions of phase {phase.name}, oldest first (page {number})",
+        ["first_seen", "team", "commit", "status", "reason", f"{challenge.primary}_public", "evaluation_id"],
+        [[ev.submission["first_seen"], ev.team, ev.submission.get("commit"), ev.status.value, ev.reason,
+          primary_score(ev, challenge.primary), ev.id] for ev in evs])
+
+
+def submissions_context(challenge: Challenge, phase: Phase, number: int, pages: int,
+                        evs: tuple[Evaluation, ...], export: str) -> dict[str, Any]:
+    first = (number - 1) * SUBMISSIONS_PER_PAGE
+    return {
+        "title": f"{challenge.title}: submissions of phase {phase.name} ({number} of {pages})",
+        "challenge": challenge,
+        "phase": phase,
+        "number": number,
+        "pages": [{"number": n, "href": f"{phase.name}-{n}.html"} for n in range(1, pages + 1)],
+        "first": first + 1,
+        "last": first + len(evs),
+        "total": len(phase.evaluations),
+        "rows": [{
+            "ev": ev,
+            "page": f"../evaluations/{ev.id}.html",
+            "team_page": f"../teams/{ev.team}.html" if safe_eval_id(ev.team) else None,
+            "status": ev.status.value,
+            "reason": ev.reason or ("" if primary_score(ev, challenge.primary) is not None
+                                    else f"no public {challenge.primary} score"),
+            "score": primary_score(ev, challenge.primary),
+        } for ev in evs],
+        "export": export,
+    }
+
+
 def by_team(challenge: Challenge) -> dict[str, list[Evaluation]]:
     """Team -> its evaluations, by first_seen."""
     teams: dict[str, list[Evaluation]] = defaultdict(list)

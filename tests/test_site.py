@@ -11,7 +11,7 @@ import pytest
 
 from jc_datalad.errors import JcError
 from jc_datalad.records import Evaluation, Status
-from site_generator import build_site
+from site_generator import build_site, stats
 
 SECRET = "987654.3219"  # a private score that must never reach a page
 PRIVATE_ITEM = "private-item-sentinel-7f3a"
@@ -155,8 +155,10 @@ def test_failed_and_refused_show_reason_and_no_score(ledger: Path, tmp_path: Pat
     build_site(ledger, out)
     board = html(out, "bacteria/leaderboard.html")
     assert "omega" not in ranked_teams(board, "dev") and "sneaky" not in ranked_teams(board, "dev")
-    assert "exited with code 1: boom" in board and "changes .gitmodules" in board
-    assert "outside every phase" in board
+    assert '<a href="submissions/dev-1.html">the list</a>' in board
+    listed = html(out, "bacteria/submissions/dev-1.html")
+    assert "exited with code 1: boom" in listed and "changes .gitmodules" in listed
+    assert "outside every phase" in listed
     for eid, reason in ((f"late--{'90' * 6}--dev", "outside every phase"),
                         (f"omega--{'e1' * 6}--dev", "exited with code 1: boom"),
                         (f"sneaky--{'f1' * 6}--dev", "changes .gitmodules")):
@@ -450,7 +452,8 @@ def test_team_page_lists_every_submission_with_status_and_reason(ledger: Path, t
     assert report.problems == ()
     board = html(out, "bacteria/leaderboard.html")
     assert ranked_teams(board, "dev") == ["beta", "alpha", "delta", "gamma"]
-    assert '<a href="teams/alpha.html">alpha</a>' in board and '<a href="teams/omega.html">omega</a>' in board
+    assert '<a href="teams/alpha.html">alpha</a>' in board
+    assert '<a href="../teams/omega.html">omega</a>' in html(out, "bacteria/submissions/dev-1.html")
     alpha = html(out, "bacteria/teams/alpha.html")
     rows = re.findall(r'<a href="\.\./evaluations/([^"]+)\.html">', alpha)
     assert rows == [f"alpha--{'a1' * 6}--dev", f"alpha--{'a2' * 6}--dev", f"alpha--{'a3' * 6}--final"]
@@ -657,3 +660,28 @@ def test_team_plots_drawn_in_workers_give_the_same_site(ledger: Path, tmp_path: 
     report = build_site(ledger, tmp_path / "workers")
     assert tree(tmp_path / "here") == tree(tmp_path / "workers")
     assert "bacteria/teams/alpha.html" in report.pages
+
+
+def test_submission_lists_are_paged_and_a_new_submission_renders_only_the_last_page(
+        ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats, "SUBMISSIONS_PER_PAGE", 3)
+    out = tmp_path / "site"
+    report = build_site(ledger, out)
+    dev = sorted(p for p in report.pages if p.startswith("bacteria/submissions/dev-") and p.endswith(".html"))
+    board = html(out, "bacteria/leaderboard.html")
+    assert len(dev) >= 2 and all(f'<a href="{p.removeprefix("bacteria/")}">page ' in board for p in dev)
+    listed = [re.findall(r'<a href="\.\./evaluations/([^"]+)\.html">', html(out, p)) for p in dev]
+    assert all(len(ids) == 3 for ids in listed[:-1]) and 1 <= len(listed[-1]) <= 3
+    every = [i for ids in listed for i in ids]
+    assert len(every) == len(set(every)) and all(i.endswith("--dev") for i in every)
+    assert '<a href="dev-1.html" aria-current="page">1</a>' in html(out, dev[0])
+    json_rows = json.loads((out / dev[0].replace(".html", ".json")).read_text(encoding="utf-8"))["rows"]
+    assert [r["evaluation_id"] for r in json_rows] == listed[0]
+
+    if len(listed[-1]) == 3:  # room for one more on the last page: the next one opens a new page
+        pytest.skip("the fixture fills its last page")
+    times = {p: (out / p).stat().st_mtime_ns for p in dev}
+    write(ledger, make("zeta", "b9" * 20, score=0.5, first_seen="2024-05-09T00:00:00Z"))
+    build_site(ledger, out)
+    changed = [p for p in dev if (out / p).stat().st_mtime_ns != times[p]]
+    assert changed == [dev[-1]] and f"zeta--{'b9' * 6}--dev" in html(out, dev[-1])
