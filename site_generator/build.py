@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,6 +29,7 @@ from site_generator import description, pages, plots, stats
 from site_generator.gather import BadRecord, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
 from site_generator.tables import Table
+from site_generator.workers import Workers
 
 lgr = logging.getLogger(__name__)
 
@@ -84,14 +85,16 @@ def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
     # garbage collector's full passes, which would otherwise walk all of them again and
     # again while pages are rendered (a third of a rebuild's time on 10,000 records).
     ours = gc.get_freeze_count() == 0
+    workers = Workers()
     try:
-        return _build(results, out, strict=strict)
+        return _build(results, out, strict=strict, workers=workers)
     finally:
+        workers.close()
         if ours:
             gc.unfreeze()
 
 
-def _build(results: Path, out: Path, *, strict: bool) -> SiteReport:
+def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteReport:
     code = _code_digest()
     enabled = gc.isenabled()
     gc.disable()  # reading makes only objects that stay
@@ -158,12 +161,33 @@ def _build(results: Path, out: Path, *, strict: bool) -> SiteReport:
                 continue  # its page reports it
             if args is not None and cache.missing(plots.points_key(*args)):
                 todo.append(args)
-    plots_drawn = plots.draw_points(todo, cache)  # team pages are rendered once they are drawn
+    # what every page of a challenge shows or links
+    shown_by_id = {c.id: (c.id, c.title, c.type, c.primary, c.direction, c.columns,
+                          tuple((p.name, p.final is not None) for p in c.phases), c.description is not None)
+                   for c in found_challenges}
+    # the evaluation pages to render (nearly every page of a first build), by the workers too
+    jobs: list[_PageJob] = []
+    for challenge in found_challenges:
+        for ev in challenge.evaluations:
+            record = gathered.paths[ev.id]
+            logs = _logs(results, record, ev)
+            path = f"{challenge.id}/evaluations/{ev.id}.html"
+            page_key = (shown_by_id[challenge.id], digests[ev.id], record, sorted(logs.items()))
+            if keys.unchanged(path, keys.digest(path, "evaluation.html", page_key)):
+                rendered[path] = None
+                continue
+            jobs.append(_PageJob(path, page_key, partial(pages.evaluation_context, ev, challenge, record, logs),
+                                 partial(_evaluation_error, BadRecord(
+                                     path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
+                                     team=ev.team, phase=ev.phase))))
+    template = env.get_template("evaluation.html")  # compiled here, before the workers are forked
+    plots_drawn = plots.draw_points(todo, cache, workers)  # team pages are rendered once they are drawn
+    texts = workers.add(lambda n: _render_job(template, jobs[n]), len(jobs), chunk=250)
+    workers.start()  # the workers draw and render while this process renders the other pages
+
     later: list[tuple[int, Callable[[], None]]] = []  # where its problems go, a challenge's team pages
     for challenge in found_challenges:
-        shown = (challenge.id, challenge.title, challenge.type, challenge.primary, challenge.direction,
-                 challenge.columns, tuple((p.name, p.final is not None) for p in challenge.phases),
-                 challenge.description is not None)  # what every page of the challenge shows or links
+        shown = shown_by_id[challenge.id]
         folder = f"{challenge.id}/"
         boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge), exports)
         lists = {p.name: stats.submission_pages(p) for p in challenge.phases}
@@ -209,19 +233,12 @@ def _build(results: Path, out: Path, *, strict: bool) -> SiteReport:
                        partial(stats.team_context, challenge, team, evs, cache), page_error, key=key)
 
         later.append((len(problems), team_pages))
-        for ev in challenge.evaluations:
-            record = gathered.paths[ev.id]
-            bad = BadRecord(path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
-                            team=ev.team, phase=ev.phase)
-
-            def evaluation_error(message: str, bad: BadRecord = bad) -> tuple[str, Mapping[str, Any]]:
-                return "record_error.html", pages.record_error_context(
-                    BadRecord(**{**bad.__dict__, "problems": (message,)}))
-
-            logs = _logs(results, record, ev)
-            render(f"{challenge.id}/evaluations/{ev.id}.html", "evaluation.html",
-                   partial(pages.evaluation_context, ev, challenge, record, logs),
-                   evaluation_error, key=(shown, digests[ev.id], record, sorted(logs.items())))
+    for job, text in zip(jobs, texts.get(), strict=True):
+        if text is None:  # rendered here again, to report the problem and render its error page
+            render(job.path, "evaluation.html", job.context, job.fallback, key=job.key)
+        else:
+            rendered[job.path] = text
+            keys.new[job.path] = (keys.digest(job.path, "evaluation.html", job.key), [])
     for path, bad in sorted(error_pages.items()):
         render(path, "record_error.html", partial(pages.record_error_context, bad), page_error)
     plots_drawn()
@@ -247,6 +264,29 @@ def _build(results: Path, out: Path, *, strict: bool) -> SiteReport:
     _save_good(out, code, gathered.digests.values())
     cache.save()
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
+
+
+@dataclass(frozen=True)
+class _PageJob:
+    """An evaluation page to render: in a worker, or here when that fails."""
+
+    path: str
+    key: object  # what the page shows (see _Keys)
+    context: Callable[[], Mapping[str, Any]]
+    fallback: Callable[[str], tuple[str, Mapping[str, Any]]]
+
+
+def _render_job(template: jinja2.Template, job: _PageJob) -> str | None:
+    """The page, or None when it fails to render (the build renders it again to report why)."""
+    try:
+        return template.render(root="../" * job.path.count("/"), **job.context())
+    except _RENDER_ERRORS:
+        return None
+
+
+def _evaluation_error(bad: BadRecord, message: str) -> tuple[str, Mapping[str, Any]]:
+    """The error page of an evaluation whose page failed to render."""
+    return "record_error.html", pages.record_error_context(replace(bad, problems=(message,)))
 
 
 def _code_digest() -> str:
@@ -276,7 +316,7 @@ def _save_good(out: Path, code: str, digests: Iterable[str]) -> None:
     path = out / GOOD_RECORDS
     if path.is_symlink():
         path.unlink()
-    path.write_text(json.dumps({"code": code, "good": sorted(digests)}, indent=0) + "\n", encoding="utf-8")
+    path.write_text(json.dumps({"code": code, "good": sorted(digests)}) + "\n", encoding="utf-8")
 
 
 class _Keys:
@@ -335,7 +375,8 @@ class _Keys:
         path = self.out / PAGE_KEYS
         if path.is_symlink():
             path.unlink()
-        path.write_text(json.dumps({k: list(v) for k, v in self.new.items()}, sort_keys=True, indent=0) + "\n", encoding="utf-8")
+        path.write_text(json.dumps({k: list(v) for k, v in self.new.items()}, sort_keys=True) + "\n",
+                        encoding="utf-8")
 
 
 def _tables(folder: str, problems: list[str], make: Callable[[], Mapping[str, Table]],
@@ -393,16 +434,28 @@ def _write(out: Path, rendered: Mapping[str, str | None]) -> None:
         if not checked[folder]:
             raise JcError(f"{out / rel}: a folder on the way is a symlink leading out of {out}; "
                           "remove it or build into an empty folder")
+    made: set[str] = set()
     for rel, text in rendered.items():
         if text is None:
             continue
-        target = out / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
+        folder, _, _ = rel.rpartition("/")
+        if folder not in made:
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            made.add(folder)
+        file = os.path.join(out, rel)  # strings, one lstat: this runs for every page
         data = text.encode("utf-8")
-        if target.is_symlink() or not target.is_file() or target.read_bytes() != data:
-            if target.is_symlink():
-                target.unlink()
-            target.write_bytes(data)
+        try:
+            mode = os.lstat(file).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and stat.S_ISREG(mode):
+            with open(file, "rb") as f:
+                if f.read() == data:
+                    continue
+        elif mode is not None and stat.S_ISLNK(mode):
+            os.unlink(file)  # never written through
+        with open(file, "wb") as f:
+            f.write(data)
     for rel in sorted(previous - set(rendered), reverse=True):
         target = out / rel
         if not _inside(out, target):
@@ -426,12 +479,8 @@ def _read_manifest(out: Path) -> set[str]:
         lines = (out / MANIFEST).read_text(encoding="utf-8").splitlines()
     except OSError:
         return set()
-    safe = set()
-    for line in lines:
-        rel = PurePosixPath(line)
-        if line and not rel.is_absolute() and ".." not in rel.parts and line == rel.as_posix():
-            safe.add(line)
-    return safe
+    # relative, normalised posix paths only: no leading '/', no empty, '.' or '..' part
+    return {line for line in lines if line and not (set(line.split("/")) & {"", ".", ".."})}
 
 
 def _inside(out: Path, target: Path) -> bool:

@@ -9,6 +9,7 @@ ended): its final leaderboard and the private metrics of its evaluations.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,10 +46,15 @@ def fmt_seconds(value: Any) -> str:
     return f"{value:.2f}" if is_number(value) else MISSING
 
 
+_UTC_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+
+
 def fmt_time(value: Any) -> str:
     """An ISO time from the ledger in UTC to the second; anything unparsable is shown as is."""
     if not value:
         return MISSING
+    if isinstance(value, str) and _UTC_SECOND.fullmatch(value):  # the runner's own form: no parsing
+        return f"{value[:10]} {value[11:19]} UTC"
     try:
         return parse_time(value).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (TypeError, ValueError):

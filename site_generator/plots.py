@@ -12,11 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import multiprocessing
-import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,13 +23,15 @@ from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from site_generator.workers import Workers
+
 _RC: Any = {"svg.fonttype": "none", "timezone": "UTC", "font.size": 9.0,
        "font.family": ["DejaVu Sans", "sans-serif"], "axes.spines.top": False,
        "axes.spines.right": False}
 _SIZE = (6.4, 2.8)
 _NO_METADATA: Any = {"Date": None, "Format": None, "Type": None, "Creator": None}
 #: Part of every cache key: change it when a change here changes the drawing.
-DRAWING_VERSION = "2"
+DRAWING_VERSION = "3"
 
 
 class PlotCache:
@@ -223,7 +222,8 @@ def _bars(salt: str, title: str, labels: Sequence[str], values: Sequence[float],
         fig = _figure()
         ax = fig.add_subplot()
         positions = list(range(len(labels)))
-        ax.bar(positions, list(values), color="#4c72b0")
+        # one filled outline, not a patch per bar: a third of the time for 90 days
+        ax.stairs(list(values), [p - 0.5 for p in [*positions, len(positions)]], fill=True, color="#4c72b0")
         every = max(1, len(labels) // 12 + (1 if len(labels) % 12 else 0))
         ax.set_xticks(positions[::every], list(labels)[::every], rotation=30, ha="right")
         ax.set_ylabel(ylabel)
@@ -251,45 +251,17 @@ def _draw_points(args: PointsArgs) -> str | None:
         return None
 
 
-#: Fewer plots than this are drawn in this process: starting workers costs more.
-PARALLEL_MIN = 16
+def draw_points(todo: Sequence[PointsArgs], cache: PlotCache, workers: Workers) -> Callable[[], None]:
+    """Have ``workers`` draw the points plots ``todo``; the callable returned waits and puts them into ``cache``.
 
-
-def draw_points(todo: Sequence[PointsArgs], cache: PlotCache) -> Callable[[], None]:
-    """Start drawing the points plots ``todo``; the callable returned waits and puts them into ``cache``.
-
-    When there are many, forked workers (one per CPU core) draw them while this
-    process goes on with other pages; a worker draws the same bytes as this
-    process would. Without ``fork``, or when the workers fail, they are drawn here.
+    A worker draws the same bytes as this process would (each starts from the
+    same reused figure, see :func:`_points_axes`).
     """
-    workers = min(os.cpu_count() or 1, len(todo) // PARALLEL_MIN)
-    pending = None
-    pool = None
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        try:
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-            chunk = max(1, len(todo) // (4 * workers))
-            pending = [pool.submit(_draw_many, list(todo[n:n + chunk])) for n in range(0, len(todo), chunk)]
-        except OSError:
-            pending = None
+    results = workers.add(lambda n: _draw_points(todo[n]), len(todo))
 
     def finish() -> None:
-        texts: list[str | None] | None = None
-        if pending is not None and pool is not None:
-            try:
-                texts = [text for future in pending for text in future.result()]
-            except Exception:  # noqa: BLE001 - a broken worker: draw here instead
-                texts = None
-            finally:
-                pool.shutdown()
-        if texts is None:
-            texts = _draw_many(todo)
-        for (salt, title, series, ylabel), text in zip(todo, texts, strict=True):
+        for (salt, title, series, ylabel), text in zip(todo, results.get(), strict=True):
             if text is not None:
                 cache.provide(points_key(salt, title, series, ylabel), text)
 
     return finish
-
-
-def _draw_many(todo: Sequence[PointsArgs]) -> list[str | None]:
-    return [_draw_points(args) for args in todo]

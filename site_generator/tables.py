@@ -25,9 +25,14 @@ class Table:
     rows: tuple[tuple[Any, ...], ...]
 
     def to_json(self) -> str:
-        data = {"caption": self.caption, "columns": list(self.columns),
-                "rows": [dict(zip(self.columns, row, strict=True)) for row in self.rows]}
-        return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+        """One row a line: readable, and written by json's C encoder (``indent`` would not use it)."""
+        def dump(value: Any) -> str:
+            return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+        rows = [f"    {dump(dict(zip(self.columns, row, strict=True)))}" for row in self.rows]
+        body = "[\n" + ",\n".join(rows) + "\n  ]" if rows else "[]"
+        return (f'{{\n  "caption": {dump(self.caption)},\n  "columns": {dump(list(self.columns))},\n'
+                f'  "rows": {body}\n}}\n')
 
     def to_csv(self) -> str:
         buf = io.StringIO()

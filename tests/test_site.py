@@ -647,19 +647,19 @@ def test_a_points_plot_is_the_same_bytes_on_the_reused_figure() -> None:
     assert plots.points("b", "B", other, ylabel="aji") == plots.points("b", "B", other, ylabel="aji")
 
 
-def test_team_plots_drawn_in_workers_give_the_same_site(ledger: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from site_generator import plots
+def test_plots_and_pages_made_in_workers_give_the_same_site(ledger: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from site_generator import workers
 
     def tree(root: Path) -> dict[str, bytes]:
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     build_site(ledger, tmp_path / "here")
-    monkeypatch.setattr(plots, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(plots.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
     report = build_site(ledger, tmp_path / "workers")
     assert tree(tmp_path / "here") == tree(tmp_path / "workers")
-    assert "bacteria/teams/alpha.html" in report.pages
+    assert "bacteria/teams/alpha.html" in report.pages and f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html" in report.pages
 
 
 def test_submission_lists_are_paged_and_a_new_submission_renders_only_the_last_page(
