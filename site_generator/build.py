@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 
@@ -180,9 +180,10 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
                                  partial(_evaluation_error, BadRecord(
                                      path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
                                      team=ev.team, phase=ev.phase))))
-    template = env.get_template("evaluation.html")  # compiled here, before the workers are forked
+    # compiled here, before the workers are forked
+    template = env.get_template("evaluation.html") if jobs else None
     plots_drawn = plots.draw_points(todo, cache, workers)  # team pages are rendered once they are drawn
-    texts = workers.add(lambda n: _render_job(template, jobs[n]), len(jobs), chunk=250)
+    texts = workers.add(lambda n: _render_job(cast(jinja2.Template, template), jobs[n]), len(jobs), chunk=250)
     workers.start()  # the workers draw and render while this process renders the other pages
 
     later: list[tuple[int, Callable[[], None]]] = []  # where its problems go, a challenge's team pages
