@@ -317,14 +317,14 @@ def site() -> None:
 
 
 @site.command("build")
-@click.argument("results", type=click.Path(exists=True, path_type=Path))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Site folder.")
 @click.option("--strict", is_flag=True, help="Fail on any bad record instead of reporting it.")
-def site_build(results: Path, output: Path, strict: bool) -> None:
-    """Build the site from the RESULTS ledger."""
+def site_build(results: tuple[Path, ...], output: Path, strict: bool) -> None:
+    """Build the site from the RESULTS ledger: one per challenge, one site for all of them."""
     from site_generator import build_site
 
-    report = build_site(results, output, strict=strict)
+    report = build_site(list(results), output, strict=strict)
     for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
     click.echo(f"{len(report.pages)} pages written; open {output.resolve() / 'index.html'}")

@@ -26,7 +26,7 @@ from jc_datalad.errors import JcError
 from jc_datalad.ledger import EVALUATIONS
 from jc_datalad.records import Evaluation
 from site_generator import description, pages, plots, stats
-from site_generator.gather import BadRecord, gather
+from site_generator.gather import BadRecord, Gathered, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
 from site_generator.tables import Table
 from site_generator.workers import Workers
@@ -69,44 +69,67 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def build_site(results: Path, out: Path, *, strict: bool = False) -> SiteReport:
-    """Build the site for the ``results`` ledger into ``out``.
+def build_site(results: Path | Sequence[Path], out: Path, *, strict: bool = False) -> SiteReport:
+    """Build the site for the ``results`` ledger (or several: one site, many challenges) into ``out``.
 
     A bad record is reported in :attr:`SiteReport.problems` and gets an error page
     (or a line on the index when it has no usable id); a bad final standings file
     is reported and its final leaderboard left out; with ``strict`` any problem
     raises :class:`JcError` listing all of them, and nothing is written.
     """
-    results = Path(results)
+    ledgers = [Path(results)] if isinstance(results, str | os.PathLike) else [Path(r) for r in results]
     out = Path(out)
-    if not results.is_dir():
-        raise JcError(f"{results}: no such results dataset; pass the folder holding {EVALUATIONS}/")
+    if not ledgers:
+        raise JcError("no results dataset given; pass the folder holding evaluations/ of each challenge")
+    for ledger in ledgers:
+        if not ledger.is_dir():
+            raise JcError(f"{ledger}: no such results dataset; pass the folder holding {EVALUATIONS}/")
+    if len({ledger.resolve() for ledger in ledgers}) < len(ledgers):
+        raise JcError("a results dataset is given twice: " + " ".join(str(r) for r in ledgers))
     # The records live through the whole build: once read, they are frozen out of the
     # garbage collector's full passes, which would otherwise walk all of them again and
     # again while pages are rendered (a third of a rebuild's time on 10,000 records).
     ours = gc.get_freeze_count() == 0
     workers = Workers()
     try:
-        return _build(results, out, strict=strict, workers=workers)
+        return _build(ledgers, out, strict=strict, workers=workers)
     finally:
         workers.close()
         if ours:
             gc.unfreeze()
 
 
-def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteReport:
+def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) -> SiteReport:
     code = _code_digest()
     enabled = gc.isenabled()
     gc.disable()  # reading makes only objects that stay
     try:
-        gathered = gather(results, known_good=_read_good(out, code))
+        known = _read_good(out, code)
+        every = [gather(ledger, known_good=known) for ledger in ledgers]
     finally:
         if enabled:
             gc.enable()
     gc.freeze()
-    found_challenges, inconsistencies = challenges(gathered.evaluations, gathered.bad)
-    found_challenges, final_problems = attach_finals(found_challenges, gathered.finals, gathered.final_paths)
-    problems = list(gathered.problems) + inconsistencies + final_problems
+    # challenge id -> the ledger that holds it and what was read from it; a challenge in
+    # two ledgers is shown from the first given
+    source: dict[str, tuple[Path, Gathered]] = {}
+    found: list[Challenge] = []
+    problems: list[str] = []
+    for ledger, gathered in zip(ledgers, every, strict=True):
+        mine, inconsistencies = challenges(gathered.evaluations, gathered.bad)
+        mine, final_problems = attach_finals(mine, gathered.finals, gathered.final_paths)
+        problems += list(gathered.problems) + inconsistencies + final_problems
+        # challenge descriptions (challenges/<id>/): five pages each, the index's phase, and every
+        # challenge page's navigation, which links them (whether a challenge has them is in ``shown``)
+        for challenge in description.attach(mine, description.gather(ledger, problems)):
+            if challenge.id in source:
+                problems.append(f"{ledger}: challenge {challenge.id!r} is in {source[challenge.id][0]} too; "
+                                "only that one is shown")
+                continue
+            source[challenge.id] = (ledger, gathered)
+            found.append(challenge)
+    found_challenges = tuple(sorted(found, key=lambda c: c.id))
+    bad = tuple(b for gathered in every for b in gathered.bad)
 
     env = environment()
     # None: the page the previous build wrote is kept as it is (same inputs, so the same bytes)
@@ -141,16 +164,12 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
     def page_error(message: str) -> tuple[str, Mapping[str, Any]]:
         return "page_error.html", {"title": "Page error", "message": message}
 
-    # challenge descriptions (challenges/<id>/): five pages each, the index's phase, and every challenge
-    # page's navigation, which links them (so whether a challenge has them is in ``shown`` below)
-    found_challenges = description.attach(found_challenges, description.gather(results, problems))
     description.render_pages(found_challenges, render, page_error)
 
-    error_pages = _error_pages(found_challenges, gathered.evaluations, gathered.bad)
+    error_pages = _error_pages(found_challenges, [ev for c in found_challenges for ev in c.evaluations], bad)
     render("index.html", "index.html",
-           partial(pages.index_context, found_challenges, gathered.bad, error_pages), page_error)
+           partial(pages.index_context, found_challenges, bad, error_pages), page_error)
     exports: dict[str, str | None] = {}
-    digests = gathered.digests
     # the team plots a build must draw are drawn first, on every core (most of a first build)
     todo = []
     for challenge in found_challenges:
@@ -168,11 +187,12 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
     # the evaluation pages to render (nearly every page of a first build), by the workers too
     jobs: list[_PageJob] = []
     for challenge in found_challenges:
+        ledger, gathered = source[challenge.id]
         for ev in challenge.evaluations:
             record = gathered.paths[ev.id]
-            logs = _logs(results, record, ev)
+            logs = _logs(ledger, record, ev)
             path = f"{challenge.id}/evaluations/{ev.id}.html"
-            page_key = (shown_by_id[challenge.id], digests[ev.id], record, sorted(logs.items()))
+            page_key = (shown_by_id[challenge.id], gathered.digests[ev.id], record, sorted(logs.items()))
             if keys.unchanged(path, keys.digest(path, "evaluation.html", page_key)):
                 rendered[path] = None
                 continue
@@ -189,6 +209,7 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
     later: list[tuple[int, Callable[[], None]]] = []  # where its problems go, a challenge's team pages
     for challenge in found_challenges:
         shown = shown_by_id[challenge.id]
+        digests = source[challenge.id][1].digests
         folder = f"{challenge.id}/"
         boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge), exports)
         lists = {p.name: stats.submission_pages(p) for p in challenge.phases}
@@ -216,7 +237,7 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
                partial(stats.statistics_context, challenge, numbers, cache), page_error)
 
         def team_pages(challenge: Challenge = challenge, shown: tuple[Any, ...] = shown,
-                       folder: str = folder) -> None:
+                       folder: str = folder, digests: Mapping[str, str] = digests) -> None:
             for team, evs in sorted(stats.by_team(challenge).items()):
                 page = pages.team_page(team)
                 if page is None:
@@ -240,8 +261,8 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
         else:
             rendered[job.path] = text
             keys.new[job.path] = (keys.digest(job.path, "evaluation.html", job.key), [])
-    for path, bad in sorted(error_pages.items()):
-        render(path, "record_error.html", partial(pages.record_error_context, bad), page_error)
+    for path, unshown in sorted(error_pages.items()):
+        render(path, "record_error.html", partial(pages.record_error_context, unshown), page_error)
     plots_drawn()
     moved = []
     for slot, run_later in later:  # their problems are listed where they would be, had they run in order
@@ -249,8 +270,8 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
         run_later()
         moved.append((slot, problems[start:]))
         del problems[start:]
-    for slot, found in reversed(moved):
-        problems[slot:slot] = found
+    for slot, theirs in reversed(moved):
+        problems[slot:slot] = theirs
 
     rendered.update(exports)
     for name in sorted(os.listdir(HERE / STATIC)):
@@ -262,7 +283,7 @@ def _build(results: Path, out: Path, *, strict: bool, workers: Workers) -> SiteR
     keys.forget()  # a build that stops while writing leaves no keys to trust
     _write(out, rendered)
     keys.save()
-    _save_good(out, code, gathered.digests.values())
+    _save_good(out, code, [d for gathered in every for d in gathered.digests.values()])
     cache.save()
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
 
@@ -395,7 +416,7 @@ def _tables(folder: str, problems: list[str], make: Callable[[], Mapping[str, Ta
     return tables
 
 
-def _error_pages(found: tuple[Challenge, ...], good: tuple[Evaluation, ...],
+def _error_pages(found: tuple[Challenge, ...], good: Sequence[Evaluation],
                  bad: tuple[BadRecord, ...]) -> dict[str, BadRecord]:
     """Error page path -> bad record; a bad record never takes a good record's page."""
     taken = {f"{ev.challenge['id']}/evaluations/{ev.id}.html" for ev in good}

@@ -685,3 +685,32 @@ def test_submission_lists_are_paged_and_a_new_submission_renders_only_the_last_p
     build_site(ledger, out)
     changed = [p for p in dev if (out / p).stat().st_mtime_ns != times[p]]
     assert changed == [dev[-1]] and f"zeta--{'b9' * 6}--dev" in html(out, dev[-1])
+
+
+def test_one_site_from_several_results_datasets(ledger: Path, tmp_path: Path) -> None:
+    """Each challenge's runner has its own results dataset; one site shows them all."""
+    other = tmp_path / "roots-results"
+    write(other, make("rho", "r1" * 20, score=0.9, first_seen="2024-05-05T00:00:00Z", challenge_id="roots"))
+    logs = other / "evaluations" / f"rho--{'r1' * 6}--dev" / "logs"
+    logs.mkdir()
+    (logs / "step-1.stdout").write_text("roots log\n")
+    # the same challenge id in a later dataset is reported, and the first one shown
+    write(other, make("intruder", "i1" * 20, score=0.99, first_seen="2024-05-05T00:00:00Z"))
+    out = tmp_path / "site"
+    report = build_site([ledger, other], out)
+    index = html(out, "index.html")
+    for title in ("Challenge bacteria", "Challenge cells", "Challenge roots"):
+        assert title in index
+    assert "roots/leaderboard.html" in report.pages and "roots/statistics.html" in report.pages
+    page = html(out, f"roots/evaluations/rho--{'r1' * 6}--dev.html")
+    assert "evaluations/rho--r1r1r1r1r1r1--dev/logs/step-1.stdout" in page
+    assert f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html" in report.pages  # logs of the first ledger
+    assert [p for p in report.problems if "challenge 'bacteria' is in" in p and str(other) in p]
+    assert "intruder" not in html(out, "bacteria/leaderboard.html")
+    assert not (out / f"bacteria/evaluations/intruder--{'i1' * 6}--dev.html").exists()
+    # the same again: the same bytes; a dataset given twice is refused
+    again = tmp_path / "again"
+    build_site([ledger, other], again)
+    assert all((out / p).read_bytes() == (again / p).read_bytes() for p in report.pages)
+    with pytest.raises(JcError, match="given twice"):
+        build_site([ledger, ledger], tmp_path / "twice")
