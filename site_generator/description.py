@@ -288,13 +288,15 @@ def current_phase(challenge: Challenge) -> dict[str, Any] | None:
                 break
         return {"name": chosen["name"], "start": chosen["start"], "end": chosen["end"], "state": state,
                 "from": _day(chosen["start"]), "to": _day(chosen["end"]),
-                "as_of": ref.strftime("%Y-%m-%dT%H:%M:%SZ"), "described": True}
+                "as_of": ref.strftime("%Y-%m-%dT%H:%M:%SZ"), "described": True,
+                "final": chosen["name"] in ended}
     if not challenge.phases:
         return None
     last = challenge.phases[-1]
     start, end = last.evaluations[0].submission["first_seen"], last.evaluations[-1].submission["first_seen"]
     return {"name": last.name, "start": start, "end": end, "state": "ended" if last.final else "records",
-            "from": _day(start), "to": _day(end), "as_of": end, "described": False}
+            "from": _day(start), "to": _day(end), "as_of": end, "described": False,
+            "final": last.final is not None}
 
 
 def _common(challenge: Challenge, page: str) -> dict[str, Any]:

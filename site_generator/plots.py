@@ -31,7 +31,7 @@ _RC: Any = {"svg.fonttype": "none", "timezone": "UTC", "font.size": 9.0,
 _SIZE = (6.4, 2.8)
 _NO_METADATA: Any = {"Date": None, "Format": None, "Type": None, "Creator": None}
 #: Part of every cache key: change it when a change here changes the drawing.
-DRAWING_VERSION = "3"
+DRAWING_VERSION = "4"
 
 
 class PlotCache:
@@ -145,15 +145,25 @@ def _steps(salt: str, title: str, series: Series, *, ylabel: str, markers: bool,
         fig = _figure()
         ax = fig.add_subplot()
         for name, xs, ys in series:
-            ax.step(cast(Any, list(xs)), list(ys), where="post", label=name, marker="o" if markers else None,
-                    markersize=3)
+            # a series of one time is a point: without a marker it would not show at all
+            ax.step(cast(Any, list(xs)), list(ys), where="post", label=name,
+                    marker="o" if markers or len(set(xs)) < 2 else None, markersize=3)
         ax.set_ylabel(ylabel)
         if counts:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         if len(series) > 1:
             ax.legend(loc="best", frameon=False)
         _dates(ax)
+        _one_day_at_least(ax, series)
         return _svg(fig, salt, title)
+
+
+def _one_day_at_least(ax: Any, series: Series) -> None:
+    """Everything at one time: half a day either side (matplotlib would show two years each way)."""
+    times = {x for _, xs, _ in series for x in xs}
+    if len(times) == 1:
+        (only,) = times
+        ax.set_xlim(only - dt.timedelta(hours=12), only + dt.timedelta(hours=12))
 
 
 def points_key(salt: str, title: str, series: Series, ylabel: str) -> tuple[Any, ...]:
@@ -197,7 +207,9 @@ def _points(salt: str, title: str, series: Series, *, ylabel: str) -> Markup:
         lines = [ax.plot(cast(Any, list(xs)), list(ys), marker="o", markersize=4, label=name)[0]
                  for name, xs, ys in series]
         ax.relim()
+        ax.set_autoscalex_on(True)  # a single time sets limits by hand (see _one_day_at_least)
         ax.autoscale_view()
+        _one_day_at_least(ax, series)
         ax.set_ylabel(ylabel)
         if len(series) > 1:
             # each series named in its colour above the middle of its time span (the phases
@@ -222,8 +234,10 @@ def _bars(salt: str, title: str, labels: Sequence[str], values: Sequence[float],
         fig = _figure()
         ax = fig.add_subplot()
         positions = list(range(len(labels)))
-        # one filled outline, not a patch per bar: a third of the time for 90 days
-        ax.stairs(list(values), [p - 0.5 for p in [*positions, len(positions)]], fill=True, color="#4c72b0")
+        if len(positions) <= 40:
+            ax.bar(positions, list(values), color="#4c72b0")
+        else:  # one filled outline, not a patch per bar: half the time for 90 days
+            ax.stairs(list(values), [p - 0.5 for p in [*positions, len(positions)]], fill=True, color="#4c72b0")
         every = max(1, len(labels) // 12 + (1 if len(labels) % 12 else 0))
         ax.set_xticks(positions[::every], list(labels)[::every], rotation=30, ha="right")
         ax.set_ylabel(ylabel)
