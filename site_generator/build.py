@@ -202,8 +202,18 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
                                      team=ev.team, phase=ev.phase))))
     # compiled here, before the workers are forked
     template = env.get_template("evaluation.html") if jobs else None
+    # Outside strict mode each evaluation page is written where it is rendered (in a worker,
+    # on every core, and not sent back); the keys are dropped first and the pages listed in
+    # the manifest, so a build that stops half way leaves no stale key and no unlisted page.
+    # In strict mode pages are written only once the build has found no problem.
+    direct = None if strict else out
+    if direct is not None and jobs:
+        keys.forget()
+        _prepare_folders(out, (job.path for job in jobs))
+        _write_manifest(out, _read_manifest(out) | {job.path for job in jobs})
     plots_drawn = plots.draw_points(todo, cache, workers)  # team pages are rendered once they are drawn
-    texts = workers.add(lambda n: _render_job(cast(jinja2.Template, template), jobs[n]), len(jobs), chunk=250)
+    texts = workers.add(lambda n: _render_job(cast(jinja2.Template, template), jobs[n], direct), len(jobs),
+                        chunk=250)
     workers.start()  # the workers draw and render while this process renders the other pages
 
     later: list[tuple[int, Callable[[], None]]] = []  # where its problems go, a challenge's team pages
@@ -259,7 +269,7 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
         if text is None:  # rendered here again, to report the problem and render its error page
             render(job.path, "evaluation.html", job.context, job.fallback, key=job.key)
         else:
-            rendered[job.path] = text
+            rendered[job.path] = None if text is True else cast(str, text)  # None: written already
             keys.new[job.path] = (keys.digest(job.path, "evaluation.html", job.key), [])
     for path, unshown in sorted(error_pages.items()):
         render(path, "record_error.html", partial(pages.record_error_context, unshown), page_error)
@@ -298,12 +308,17 @@ class _PageJob:
     fallback: Callable[[str], tuple[str, Mapping[str, Any]]]
 
 
-def _render_job(template: jinja2.Template, job: _PageJob) -> str | None:
-    """The page, or None when it fails to render (the build renders it again to report why)."""
+def _render_job(template: jinja2.Template, job: _PageJob, out: Path | None) -> str | bool | None:
+    """The page; or, with ``out``, True once written there; None when it fails to render
+    (the build renders it again to report why)."""
     try:
-        return template.render(root="../" * job.path.count("/"), **job.context())
+        text = template.render(root="../" * job.path.count("/"), **job.context())
     except _RENDER_ERRORS:
         return None
+    if out is None:
+        return text
+    _write_file(out, job.path, text)
+    return True
 
 
 def _evaluation_error(bad: BadRecord, message: str) -> tuple[str, Mapping[str, Any]]:
@@ -444,40 +459,13 @@ def _logs(results: Path, record: str, ev: Evaluation) -> dict[str, str]:
 def _write(out: Path, rendered: Mapping[str, str | None]) -> None:
     """Write ``rendered`` under ``out`` and remove files the previous build wrote and this one did not.
 
-    A page that is None is left as the previous build wrote it.
+    A page that is None is left as the previous build wrote it (or as a worker wrote it).
     """
-    out.mkdir(parents=True, exist_ok=True)
     previous = _read_manifest(out)
-    checked: dict[str, bool] = {}  # folder -> whether it really lies in ``out``
-    for rel in sorted(rendered):
-        folder = PurePosixPath(rel).parent.as_posix()
-        if folder not in checked:
-            checked[folder] = _inside(out, out / rel)
-        if not checked[folder]:
-            raise JcError(f"{out / rel}: a folder on the way is a symlink leading out of {out}; "
-                          "remove it or build into an empty folder")
-    made: set[str] = set()
+    _prepare_folders(out, rendered)
     for rel, text in rendered.items():
-        if text is None:
-            continue
-        folder, _, _ = rel.rpartition("/")
-        if folder not in made:
-            (out / folder).mkdir(parents=True, exist_ok=True)
-            made.add(folder)
-        file = os.path.join(out, rel)  # strings, one lstat: this runs for every page
-        data = text.encode("utf-8")
-        try:
-            mode = os.lstat(file).st_mode
-        except FileNotFoundError:
-            mode = None
-        if mode is not None and stat.S_ISREG(mode):
-            with open(file, "rb") as f:
-                if f.read() == data:
-                    continue
-        elif mode is not None and stat.S_ISLNK(mode):
-            os.unlink(file)  # never written through
-        with open(file, "wb") as f:
-            f.write(data)
+        if text is not None:
+            _write_file(out, rel, text)
     for rel in sorted(previous - set(rendered), reverse=True):
         target = out / rel
         if not _inside(out, target):
@@ -492,7 +480,40 @@ def _write(out: Path, rendered: Mapping[str, str | None]) -> None:
                 (out / parent).rmdir()  # only when empty
             except OSError:
                 break
-    (out / MANIFEST).write_text("".join(f"{rel}\n" for rel in sorted(rendered)), encoding="utf-8")
+    _write_manifest(out, rendered)
+
+
+def _prepare_folders(out: Path, files: Iterable[str]) -> None:
+    """Make the folders of ``files`` in ``out``; refuse any that a symlink leads out of ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in sorted({rel.rpartition("/")[0] for rel in files}):
+        target = out / folder / "_"
+        if not _inside(out, target):
+            raise JcError(f"{out / folder}: a folder on the way is a symlink leading out of {out}; "
+                          "remove it or build into an empty folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_file(out: Path, rel: str, text: str) -> None:
+    """Write one file whose folder exists, unless it holds these bytes already; never through a symlink."""
+    file = os.path.join(out, rel)  # strings, one lstat: this runs for every page
+    data = text.encode("utf-8")
+    try:
+        mode: int | None = os.lstat(file).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISREG(mode):
+        with open(file, "rb") as f:
+            if f.read() == data:
+                return
+    elif mode is not None and stat.S_ISLNK(mode):
+        os.unlink(file)
+    with open(file, "wb") as f:
+        f.write(data)
+
+
+def _write_manifest(out: Path, files: Iterable[str]) -> None:
+    (out / MANIFEST).write_text("".join(f"{rel}\n" for rel in sorted(files)), encoding="utf-8")
 
 
 def _read_manifest(out: Path) -> set[str]:

@@ -44,15 +44,22 @@ class Results(Generic[T]):
         self.task = task
         self.count = count
         self.chunk = max(1, chunk)
-        self.futures: list[Future[list[T]]] | None = None
+        self.futures: list[tuple[range, Future[list[T]]]] | None = None
         self.value: list[T] | None = None
 
     def get(self) -> list[T]:
+        """Every result, in order. Chunks no worker has started yet are done here, last first,
+        while the workers go on from the front: the build's process does not sit idle."""
         if self.value is None:
             found: list[T] | None = None
             if self.futures is not None:
                 try:
-                    found = [r for future in self.futures for r in future.result()]
+                    chunks: dict[int, list[T]] = {}
+                    for n, (items, future) in reversed(list(enumerate(self.futures))):
+                        if future.cancel():
+                            chunks[n] = [self.task(i) for i in items]
+                    found = [r for n, (_, future) in enumerate(self.futures)
+                             for r in (chunks[n] if n in chunks else future.result())]
                 except Exception:  # noqa: BLE001 - a broken worker: done here instead
                     found = None
             self.value = found if found is not None else [self.task(n) for n in range(self.count)]
@@ -85,8 +92,9 @@ class Workers:
         try:
             self.pool = ProcessPoolExecutor(self.size, mp_context=multiprocessing.get_context("fork"))
             for token, results in self.pending:
-                results.futures = [self.pool.submit(_run, token, n, min(n + results.chunk, results.count))
-                                   for n in range(0, results.count, results.chunk)]
+                results.futures = [(range(n, end), self.pool.submit(_run, token, n, end))
+                                   for n in range(0, results.count, results.chunk)
+                                   if (end := min(n + results.chunk, results.count))]
         except OSError:  # no processes to be had: everything is done here
             for _, results in self.pending:
                 results.futures = None
