@@ -172,3 +172,23 @@ def arena(challenge, work) -> Arena:
 
 # git-annex ships in the venv; DataLad looks for it on PATH
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+
+
+# -- the browser tests (tests/browser_support.py): a module defines ``site``, these serve and open it --
+
+@pytest.fixture(scope="module")
+def server(site: Path):
+    """The module's ``site`` folder on a local http server, for the module's tests."""
+    from browser_support import serve
+
+    with serve(site) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One chromium for the module's tests."""
+    from browser_support import launch
+
+    with launch(tmp_path_factory.mktemp("chromium-home")) as launched:
+        yield launched

@@ -8,11 +8,10 @@ Screenshots are kept under ``artifacts/screenshots/`` for a human to look at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, NO_CHROMIUM, launch, serve, shot
+from browser_support import CHROMIUM, NO_CHROMIUM, shot
 from test_site import make, write
 
 from jc_datalad.records import Status
@@ -43,18 +42,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = build_site(results, out)
     assert report.problems == ()
     return out
-
-
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[str]:
-    with serve(site) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    with launch(tmp_path_factory.mktemp("chromium-home")) as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

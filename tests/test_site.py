@@ -68,10 +68,9 @@ def write(results: Path, ev: Evaluation | str, folder: str | None = None) -> Pat
     return path
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Path:
-    results = tmp_path / "results"
-    records = [
+def phase_dev() -> list[Evaluation]:
+    """Phase dev of challenge bacteria: ties, a failed and a refused submission (omega is [5])."""
+    return [
         # alpha: two submissions; the later one is its best
         make("alpha", "a1" * 20, score=0.70, first_seen="2024-05-01T10:00:00Z"),
         make("alpha", "a2" * 20, score=0.80, first_seen="2024-05-02T10:00:00Z"),
@@ -84,6 +83,14 @@ def ledger(tmp_path: Path) -> Path:
              reason="step 1 (python predict.py) exited with code 1: boom"),
         make("sneaky", "f1" * 20, score=None, first_seen="2024-05-04T01:00:00Z", status=Status.REFUSED,
              reason="changes .gitmodules, which submissions may not touch"),
+    ]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    records = [
+        *phase_dev(),
         make("alpha", "a3" * 20, score=0.10, first_seen="2024-06-01T00:00:00Z", phase="final"),
         make("zeta", "z1" * 20, score=1.5, first_seen="2024-05-01T00:00:00Z", direction="min",
              challenge_id="cells"),

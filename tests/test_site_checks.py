@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import launch, needs_chromium, serve, shot
-from test_site import finalize, make, write
+from browser_support import needs_chromium, shot
+from test_site import finalize, make, phase_dev, write
 from test_site_description import describe, description
 
 from jc_datalad.records import Evaluation, Status
@@ -43,15 +43,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ..
     root = tmp_path_factory.mktemp("checks")
     results = root / "results"
     records = [
-        make("alpha", "a1" * 20, score=0.70, first_seen="2024-05-01T10:00:00Z"),
-        make("alpha", "a2" * 20, score=0.80, first_seen="2024-05-02T10:00:00Z"),
-        make("beta", "b1" * 20, score=0.80, first_seen="2024-05-01T12:00:00Z"),
-        make("gamma", "c1" * 20, score=0.60, first_seen="2024-05-03T00:00:00Z"),
-        make("delta", "d1" * 20, score=0.60, first_seen="2024-05-03T00:00:00Z"),
-        make("omega", "e1" * 20, score=None, first_seen="2024-05-04T00:00:00Z", status=Status.FAILED,
-             reason="step 1 (python predict.py) exited with code 1: boom"),
-        make("sneaky", "f1" * 20, score=None, first_seen="2024-05-04T01:00:00Z", status=Status.REFUSED,
-             reason="changes .gitmodules, which submissions may not touch"),
+        *phase_dev(),
         make("broken", "90" * 20, score=None, first_seen="2024-05-04T02:00:00Z", status=Status.ERROR,
              reason="runner error: the sandbox could not start"),
         make(BROKEN_TEAM, "10" * 20, score=0.50, first_seen="2024-05-04T03:00:00Z"),
@@ -126,18 +118,6 @@ def test_every_page_and_the_stylesheet_validate(built: tuple[Path, tuple[str, ..
 
 
 # -- axe-core and the keyboard, in chromium -------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[str]:
-    with serve(site) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with launch(tmp_path_factory.mktemp("chromium-home")) as launched:
-        yield launched
-
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
