@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import os
 import resource
 import shutil
 import statistics
@@ -110,7 +111,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="time each kind of build this many times")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="jc-site-bench-"))
-    results, out = root / "results", root / "site"
+    results = root / "results"
     try:
         t0 = time.perf_counter()
         for n in range(args.evaluations):
@@ -118,10 +119,13 @@ def main() -> None:
         print(f"ledger: {args.evaluations} evaluations, {len(PHASES)} phases, {args.teams} teams, "
               f"written in {time.perf_counter() - t0:.1f} s")
 
-        # this machine's speed drifts from run to run: each build is timed --repeat times
+        # this machine's speed drifts from run to run: each build is timed --repeat times, each
+        # first build into a new folder, after the files written before are on disk (os.sync):
+        # removing a site, or writing the ledger, just before would be timed with the build
         firsts = []
-        for _ in range(args.repeat):
-            shutil.rmtree(out, ignore_errors=True)
+        for n in range(args.repeat):
+            out = root / f"site-{n + 1}"
+            os.sync()
             t0, c0 = time.perf_counter(), cpu()
             report = build_site(results, out)
             firsts.append((time.perf_counter() - t0, cpu() - c0))
@@ -133,6 +137,7 @@ def main() -> None:
             before = {p: (out / p).stat().st_mtime_ns for p in report.pages}
             total = args.evaluations + n
             write(results, evaluation(total, args.teams, total + 1))
+            os.sync()
             t0, c0 = time.perf_counter(), cpu()
             report = build_site(results, out)
             agains.append((time.perf_counter() - t0, cpu() - c0))
