@@ -252,7 +252,8 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
                 page = pages.team_page(team)
                 if page is None:
                     continue
-                key = (shown, team, tuple(digests[ev.id] for ev in evs))
+                # its plot shows the challenge's span too
+                key = (shown, team, tuple(digests[ev.id] for ev in evs), challenge.scored_span)
                 files = [f"{folder}teams/{team}.{kind}" for kind in ("json", "csv")]
                 if keys.unchanged(f"{folder}{page}", keys.digest(f"{folder}{page}", "team.html", key), files):
                     # its exports come from the same inputs: kept as they are too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -92,6 +93,29 @@ class Challenge:
                 return p.final
         return None
 
+    @functools.cached_property
+    def scored_span(self) -> tuple[dt.datetime, dt.datetime, float, float] | None:
+        """The times and public primary scores every team plot of the challenge shows; None
+        without a score. Rounded outward, so that a new submission seldom changes it (and
+        with it every team page): times to whole weeks from Monday, or the phases of the
+        challenge's description when they hold them all; scores to a tenth of their magnitude.
+        """
+        scored = [(first_seen(ev), s) for ev in self.evaluations
+                  if (s := primary_score(ev, self.primary)) is not None]
+        if not scored:
+            return None
+        times, scores = [t for t, _ in scored], [s for _, s in scored]
+        first, last = _weeks(min(times), max(times))
+        if self.description is not None and self.description.data.get("phases"):
+            phases = self.description.data["phases"]
+            start = min(parse_time(p["start"]) for p in phases)
+            end = max(parse_time(p["end"]) for p in phases)
+            if start <= min(times) and max(times) <= end:
+                first, last = start, end
+        low, high = min(scores), max(scores)
+        unit = 10.0 ** math.floor(math.log10(max(abs(low), abs(high)) or 1.0))
+        return first, last, math.floor(low / unit) * unit, math.ceil(high / unit) * unit
+
     @property
     def has_final(self) -> bool:
         return any(p.final is not None for p in self.phases)
@@ -100,6 +124,14 @@ class Challenge:
     def tie_rule(self) -> str:
         better = "higher is better" if self.direction == "max" else "lower is better"
         return TIE_RULE.format(primary=self.primary, better=better)
+
+
+def _weeks(first: dt.datetime, last: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """From the Monday 00:00 UTC on or before ``first`` to the Monday after ``last``."""
+    monday = dt.datetime.combine(first.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+    monday -= dt.timedelta(days=monday.weekday())
+    weeks = (last - monday) // dt.timedelta(weeks=1) + 1
+    return monday, monday + dt.timedelta(weeks=weeks)
 
 
 def first_seen(ev: Evaluation) -> dt.datetime:

@@ -127,7 +127,7 @@ def team_context(challenge: Challenge, team: str, evs: list[Evaluation],
     export = team_table(challenge, team, evs)
     title = f"Public {challenge.primary} of each evaluated submission of team {team} over time"
     args = team_plot(challenge, team, evs)
-    plot = None if args is None else plots.points(args[0], args[1], args[2], ylabel=args[3], cache=cache)
+    plot = None if args is None else plots.points(*args, cache=cache)
     return {
         "title": f"{team} — {challenge.title}",
         "challenge": challenge,
@@ -140,17 +140,21 @@ def team_context(challenge: Challenge, team: str, evs: list[Evaluation],
 
 
 def team_plot(challenge: Challenge, team: str, evs: list[Evaluation]) -> plots.PointsArgs | None:
-    """What the plot of a team page shows (salt, title, series, ylabel); None without a score."""
+    """What the plot of a team page shows (salt, title, series, ylabel, span); None without a score.
+
+    Every team's plot spans the times and scores of the whole challenge: teams compare at a glance.
+    """
+    span = challenge.scored_span
     series = []
     for p in challenge.phases:
         scored = [(first_seen(ev), s) for ev in evs if ev.phase == p.name
                   and (s := primary_score(ev, challenge.primary)) is not None]
         if scored:
             series.append((f"phase {p.name}", [t for t, _ in scored], [s for _, s in scored]))
-    if not series:
+    if not series or span is None:
         return None
     title = f"Public {challenge.primary} of each evaluated submission of team {team} over time"
-    return f"team-{challenge.id}-{team}", title, series, f"{challenge.primary} (public)"
+    return f"team-{challenge.id}-{team}", title, series, f"{challenge.primary} (public)", span
 
 
 def team_table(challenge: Challenge, team: str, evs: list[Evaluation]) -> Table:

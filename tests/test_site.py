@@ -608,7 +608,8 @@ def test_incremental_rebuild_equals_a_fresh_full_build(ledger: Path, tmp_path: P
     (out / untouched).write_text("kept as it is")  # shows the page is not rendered again
     stamp = (out / "bacteria/teams/beta.html").stat().st_mtime_ns
     # a new evaluation, a changed record, a removed record, a new log, a new final standings file
-    write(ledger, make("alpha", "a4" * 20, score=0.9, first_seen="2024-05-09T00:00:00Z"))
+    # (all within the times and scores the team plots show, so beta's page stays as it is)
+    write(ledger, make("alpha", "a4" * 20, score=0.75, first_seen="2024-05-09T00:00:00Z"))
     write(ledger, make("gamma", "c1" * 20, score=0.65, first_seen="2024-05-03T00:00:00Z"))
     gone = ledger / "evaluations" / make("delta", "d1" * 20, score=0.6, first_seen="x").id
     shutil.rmtree(gone)
@@ -635,6 +636,13 @@ def test_incremental_rebuild_equals_a_fresh_full_build(ledger: Path, tmp_path: P
     shutil.rmtree(fresh)
     build_site(ledger, fresh)
     assert tree(out) == tree(fresh)
+    # a score above every other widens what the team plots show: every team page is rendered again
+    write(ledger, make("alpha", "a5" * 20, score=0.95, first_seen="2024-05-10T00:00:00Z"))
+    build_site(ledger, out)
+    assert (out / "bacteria/teams/beta.html").stat().st_mtime_ns != stamp
+    shutil.rmtree(fresh)
+    build_site(ledger, fresh)
+    assert tree(out) == tree(fresh)
 
 
 def test_a_points_plot_is_the_same_bytes_on_the_reused_figure() -> None:
@@ -646,12 +654,16 @@ def test_a_points_plot_is_the_same_bytes_on_the_reused_figure() -> None:
     one = [("phase dev", [day, day + dt.timedelta(days=3)], [0.5, 0.7]),
            ("phase test", [day + dt.timedelta(days=40)], [0.2])]
     other = [("phase dev", [day + dt.timedelta(hours=n) for n in range(30)], [n * 10.0 for n in range(30)])]
+    span = (day, day + dt.timedelta(days=40), 0.2, 290.0)
     plots._POINTS.clear()
-    fresh = plots.points("a", "A", one, ylabel="aji")
-    assert plots.points("b", "B", other, ylabel="aji") != fresh
-    assert plots.points("a", "A", one, ylabel="aji") == fresh
+    fresh = plots.points("a", "A", one, "aji", span)
+    assert plots.points("b", "B", other, "aji", span) != fresh
+    assert plots.points("a", "A", one, "aji", span) == fresh
     plots._POINTS.clear()
-    assert plots.points("b", "B", other, ylabel="aji") == plots.points("b", "B", other, ylabel="aji")
+    assert plots.points("b", "B", other, "aji", span) == plots.points("b", "B", other, "aji", span)
+    # the axes are drawn once for a span, the lines for each plot: ids stay unique on a page
+    ids = re.findall(r'\bid="([^"]+)"', str(fresh) + str(plots.points("b", "B", other, "aji", span)))
+    assert len(ids) == len(set(ids)) and any(i.startswith("plot-a-data-") for i in ids)
 
 
 def test_plots_and_pages_made_in_workers_give_the_same_site(ledger: Path, tmp_path: Path,
