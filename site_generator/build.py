@@ -226,13 +226,13 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
         render(f"{folder}leaderboard.html", "leaderboard.html",
                partial(pages.leaderboard_context, challenge, error_pages,
                        {phase: t.name for phase, t in boards.items()},
-                       {name: [stats.submissions_page(p, n) for n in range(1, len(lists[name]) + 1)]
-                        for p in challenge.phases if (name := p.name) in lists}), page_error)
+                       {p.name: [stats.submissions_page(p, n) for n in range(1, len(lists[p.name]) + 1)]
+                        for p in challenge.phases}), page_error)
         for p in challenge.phases:
             for n, listed in enumerate(lists[p.name], 1):
                 path = f"{folder}{stats.submissions_page(p, n)}"
                 key = (shown, p.name, n, len(lists[p.name]), tuple(digests[ev.id] for ev in listed))
-                files = [path.replace(".html", f".{kind}") for kind in ("json", "csv")]
+                files = [f"{path.removesuffix('.html')}.{kind}" for kind in ("json", "csv")]
                 if keys.unchanged(path, keys.digest(path, "submissions.html", key), files):
                     rendered[path] = None  # and its exports, made from the same inputs
                     exports.update(dict.fromkeys(files))
