@@ -113,3 +113,24 @@ def test_pages_are_complete_without_javascript(browser, server: str) -> None:  #
         assert page.locator("figure.plot svg[role=img]").count() == 4
     finally:
         context.close()
+
+
+def test_pages_make_no_external_request(browser, server: str, site: Path) -> None:  # type: ignore[no-untyped-def]
+    """Styles, the script and plots come with the site: every request a page makes goes to it."""
+    context = browser.new_context()
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    try:
+        page = context.new_page()
+        pages = ["index.html", "bacteria/leaderboard.html", "bacteria/statistics.html",
+                 "bacteria/teams/alpha.html", f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html",
+                 "bacteria/submissions/dev-1.html"]
+        for rel in pages:
+            assert (site / rel).is_file(), rel
+            page.goto(server + rel)
+            page.wait_for_load_state("networkidle")
+    finally:
+        context.close()
+    assert requested and all(url.startswith(server) for url in requested), requested
+    assert any(url.endswith("static/style.css") for url in requested)
+    assert any(url.endswith("static/sort.js") for url in requested)
