@@ -180,10 +180,11 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
                 continue  # its page reports it
             if args is not None and cache.missing(plots.points_key(*args)):
                 todo.append(args)
-    # what every page of a challenge shows or links
-    shown_by_id = {c.id: (c.id, c.title, c.type, c.primary, c.direction, c.columns,
-                          tuple((p.name, p.final is not None) for p in c.phases), c.description is not None)
-                   for c in found_challenges}
+    # what every page of a challenge shows or links, hashed once (it is part of every page key)
+    shown_by_id = {c.id: hashlib.sha256(repr((
+        c.id, c.title, c.type, c.primary, c.direction, c.columns,
+        tuple((p.name, p.final is not None) for p in c.phases), c.description is not None)).encode()).hexdigest()
+        for c in found_challenges}
     # the evaluation pages to render (nearly every page of a first build), by the workers too
     jobs: list[_PageJob] = []
     for challenge in found_challenges:
@@ -246,7 +247,7 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
         render(f"{folder}statistics.html", "statistics.html",
                partial(stats.statistics_context, challenge, numbers, cache), page_error)
 
-        def team_pages(challenge: Challenge = challenge, shown: tuple[Any, ...] = shown,
+        def team_pages(challenge: Challenge = challenge, shown: str = shown,
                        folder: str = folder, digests: Mapping[str, str] = digests) -> None:
             for team, evs in sorted(stats.by_team(challenge).items()):
                 page = pages.team_page(team)

@@ -157,17 +157,17 @@ def primary_score(ev: Evaluation, primary: str) -> float | None:
 def rank(evaluations: Iterable[Evaluation], primary: str, direction: str) -> tuple[Row, ...]:
     """Best public primary score per team by ``direction``; ties by first_seen, then team."""
     sign = -1.0 if direction == "max" else 1.0
-    by_team: dict[str, list[Evaluation]] = defaultdict(list)
+    by_team: dict[str, list[tuple[dt.datetime, Evaluation]]] = defaultdict(list)
     for ev in evaluations:
-        by_team[ev.team].append(ev)
+        by_team[ev.team].append((first_seen(ev), ev))
     entries = []
     for team, evs in by_team.items():
-        scored = [(score, ev) for ev in evs if (score := primary_score(ev, primary)) is not None]
+        scored = [(score, seen, ev) for seen, ev in evs if (score := primary_score(ev, primary)) is not None]
         if not scored:
             continue
-        score, best = min(scored, key=lambda s: (sign * s[0], first_seen(s[1]), s[1].id))
-        last = max(evs, key=_seen_order).submission["first_seen"]
-        entries.append((sign * score, first_seen(best), team, best, score, len(evs), last))
+        score, seen, best = min(scored, key=lambda s: (sign * s[0], s[1], s[2].id))
+        last = max(evs, key=lambda s: (s[0], s[1].id))[1].submission["first_seen"]
+        entries.append((sign * score, seen, team, best, score, len(evs), last))
     entries.sort(key=lambda e: e[:3])
     return tuple(Row(rank=n, team=team, best=best, score=score, submissions=count, last_submission=last)
                  for n, (_, _, team, best, score, count, last) in enumerate(entries, 1))

@@ -173,18 +173,19 @@ def _day(ev: Evaluation) -> dt.date:
 def statistics_tables(challenge: Challenge) -> dict[str, Table]:
     """The four statistics of a challenge, each as the table its plot is drawn from."""
     evs = challenge.evaluations
+    on = [_day(ev) for ev in evs]  # by first_seen
     days: list[dt.date] = []
     if evs:
-        start, end = min(_day(ev) for ev in evs), max(_day(ev) for ev in evs)
+        start, end = on[0], on[-1]
         days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
     per_day: dict[dt.date, int] = defaultdict(int)
     new_teams: dict[dt.date, int] = defaultdict(int)
     seen: set[str] = set()
-    for ev in evs:  # by first_seen
-        per_day[_day(ev)] += 1
+    for ev, day in zip(evs, on, strict=True):
+        per_day[day] += 1
         if ev.team not in seen:
             seen.add(ev.team)
-            new_teams[_day(ev)] += 1
+            new_teams[day] += 1
     cumulative, teams_rows = 0, []
     for d in days:
         cumulative += new_teams[d]
