@@ -26,7 +26,8 @@ from typing import Any
 
 from jc_datalad import admission, ledger
 from jc_datalad.config import RunnerConfig
-from jc_datalad.gitutil import git, git_out
+from jc_datalad.gitutil import git, git_out, read_blobs
+from jc_datalad.inspection import parse_key
 from jc_datalad.spec import ChallengeSpec, Phase
 
 lgr = logging.getLogger(__name__)
@@ -65,11 +66,10 @@ class Description:
 
 def annex_key_size(key: str) -> int | None:
     """The size an annex key carries (``SHA256E-s1234--abc.tif`` -> 1234); None without one."""
-    fields = key.split("--", 1)[0].split("-")[1:]
-    for field in fields:
-        if field[:1] == "s" and field[1:].isdigit():
-            return int(field[1:])
-    return None
+    try:
+        return parse_key(key)[1]
+    except ValueError:  # no key at all
+        return None
 
 
 def _annex_key(target: str) -> str | None:
@@ -100,7 +100,7 @@ def data_size(repo: Path, commit: str) -> DataSize:
         else:
             total += int(size)
     unsized = 0
-    for content in _read_blobs(repo, to_read):
+    for content in read_blobs(repo, to_read):
         key = _annex_key(content.decode("utf-8", errors="replace"))
         known = None if key is None else annex_key_size(key)
         if key is None:
@@ -110,21 +110,6 @@ def data_size(repo: Path, commit: str) -> DataSize:
         else:
             total += known
     return DataSize(files=files, bytes=total, unsized=unsized)
-
-
-def _read_blobs(repo: Path, objects: Sequence[str]) -> list[bytes]:
-    """The content of each blob, in order, with one ``git cat-file --batch``."""
-    if not objects:
-        return []
-    out = git(["cat-file", "--batch"], repo, binary=True, input="".join(f"{o}\n" for o in objects).encode()).stdout
-    contents = []
-    pos = 0
-    for _ in objects:
-        header_end = out.index(b"\n", pos)
-        size = int(out[pos:header_end].split()[2])
-        contents.append(out[header_end + 1: header_end + 1 + size])
-        pos = header_end + 1 + size + 1
-    return contents
 
 
 def _dataset_id_at(repo: Path, commit: str) -> str | None:

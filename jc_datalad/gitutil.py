@@ -94,6 +94,21 @@ def git_out(args: Sequence[str], cwd: Path | str | None = None, **kwargs) -> str
     return str(git(args, cwd, **kwargs).stdout).strip()
 
 
+def read_blobs(repo: Path, objects: Sequence[str]) -> list[bytes]:
+    """The content of each object, in order, with one ``git cat-file --batch`` (nothing checked out)."""
+    if not objects:
+        return []
+    out = git(["cat-file", "--batch"], repo, binary=True, input="".join(f"{o}\n" for o in objects).encode()).stdout
+    contents = []
+    pos = 0
+    for _ in objects:
+        header_end = out.index(b"\n", pos)
+        size = int(out[pos:header_end].split()[2])
+        contents.append(out[header_end + 1:header_end + 1 + size])
+        pos = header_end + 1 + size + 1
+    return contents
+
+
 def env_with_annex_on_path() -> dict[str, str]:
     """``git annex`` needs git-annex on PATH; add the venv's bin when it is not."""
     import sys

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from jc_datalad.gitutil import git, git_out
+from jc_datalad.gitutil import git, git_out, read_blobs
 from jc_datalad.spec import ChallengeSpec
 
 RUNINFO_DIR = ".datalad/runinfo"
@@ -169,18 +169,8 @@ def _object_sizes(repo: Path, shas: list[str]) -> dict[str, int]:
 
 def _read_links(repo: Path, shas: list[str]) -> dict[str, str]:
     """Symlink targets (blob contents) by blob id, without checking anything out."""
-    if not shas:
-        return {}
-    out = git(["cat-file", "--batch"], repo, input="\n".join(shas).encode() + b"\n", binary=True).stdout
-    targets: dict[str, str] = {}
-    pos = 0
-    while pos < len(out):
-        header_end = out.index(b"\n", pos)
-        sha, _type, size = out[pos:header_end].decode().split()
-        start = header_end + 1
-        targets[sha] = out[start:start + int(size)].decode("utf-8", errors="replace")
-        pos = start + int(size) + 1
-    return targets
+    contents = read_blobs(repo, shas)
+    return {sha: content.decode("utf-8", errors="replace") for sha, content in zip(shas, contents, strict=True)}
 
 
 def commits_between(repo: Path, base: str, head: str) -> list[str]:
