@@ -28,15 +28,13 @@ from jc_datalad import admission, ledger
 from jc_datalad.config import RunnerConfig
 from jc_datalad.gitutil import git, git_out, read_blobs
 from jc_datalad.inspection import parse_key
+from jc_datalad.ledger import CHALLENGES, DESCRIPTION, README
 from jc_datalad.spec import ChallengeSpec, Phase
 
 lgr = logging.getLogger(__name__)
 
 #: Version of the description format; the site checks it.
 FORMAT = 1
-CHALLENGES = "challenges"
-DESCRIPTION = "description.json"
-README = "README.md"
 
 # A pointer file of an unlocked annexed file is short; longer blobs are never read.
 _POINTER_MAX = 512

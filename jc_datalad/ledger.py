@@ -30,6 +30,10 @@ lgr = logging.getLogger(__name__)
 EVALUATIONS = "evaluations"
 INCOMING = ".incoming"
 RECORD = "record.json"
+# challenges/<id>/: the challenge's description and README, for the site (see jc_datalad.description)
+CHALLENGES = "challenges"
+DESCRIPTION = "description.json"
+README = "README.md"
 
 
 def create_results(path: Path) -> None:

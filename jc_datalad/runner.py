@@ -140,7 +140,7 @@ def run_once(
     spec = load_spec(config.challenge)
     # what the site's challenge pages show; committed only when it changed (a few git calls otherwise)
     if description.publish(config, spec, now.strftime("%Y-%m-%dT%H:%M:%SZ"), ledger.load_overrides(config.results)):
-        say(f"challenge description written to {description.CHALLENGES}/{spec.id}/")
+        say(f"challenge description written to {ledger.CHALLENGES}/{spec.id}/")
     teams = load_teams(config.teams_file)
     if not teams:
         say(f"no teams registered in {config.teams_file}; add them with `jc team add`")

@@ -20,14 +20,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from jc_datalad.ledger import CHALLENGES, DESCRIPTION, README
 from site_generator import readme
 from site_generator.gather import is_number, parse_time, safe_challenge_id
 from site_generator.leaderboard import TIE_RULE, Challenge, first_seen
 
-#: The runner's folder of descriptions in the results dataset, and its files.
-CHALLENGES = "challenges"
-DESCRIPTION = "description.json"
-README = "README.md"
+#: The description format this site reads (the runner's folder and file names are its own).
 FORMAT = 1
 
 #: Page name -> (file in the challenge folder, template, link text), in navigation order.
