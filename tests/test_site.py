@@ -86,6 +86,17 @@ def phase_dev() -> list[Evaluation]:
     ]
 
 
+def late(commit: str, challenge: dict) -> Evaluation:
+    """Team late's submission, rejected as the runner records it: the submission, the phase, the reason."""
+    return Evaluation(
+        id=f"late--{commit[:12]}--dev", challenge=challenge, team="late",
+        submission={"repository": "https://example.org/late.git", "commit": commit,
+                    "branches": ["main"], "first_seen": "2024-07-01T00:00:00Z"},
+        phase="dev", split="test", status=Status.REJECTED,
+        reason="first seen at 2024-07-01T00:00:00Z, outside every phase of the challenge",
+        started="2024-07-01T00:00:00Z", finished="2024-07-01T00:00:00Z")
+
+
 @pytest.fixture
 def ledger(tmp_path: Path) -> Path:
     results = tmp_path / "results"
@@ -97,15 +108,7 @@ def ledger(tmp_path: Path) -> Path:
         make("eta", "y1" * 20, score=0.5, first_seen="2024-05-02T00:00:00Z", direction="min",
              challenge_id="cells"),
     ]
-    # as the runner records a rejection: nothing but the submission, the phase and the reason
-    rejected = Evaluation(
-        id=f"late--{'90' * 6}--dev", challenge=records[0].challenge, team="late",
-        submission={"repository": "https://example.org/late.git", "commit": "90" * 20,
-                    "branches": ["main"], "first_seen": "2024-07-01T00:00:00Z"},
-        phase="dev", split="test", status=Status.REJECTED,
-        reason="first seen at 2024-07-01T00:00:00Z, outside every phase of the challenge",
-        started="2024-07-01T00:00:00Z", finished="2024-07-01T00:00:00Z")
-    for ev in [*records, rejected]:
+    for ev in [*records, late("90" * 20, records[0].challenge)]:
         write(results, ev)
     logs = results / "evaluations" / records[1].id / "logs"
     logs.mkdir()

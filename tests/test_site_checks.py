@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 from browser_support import needs_chromium, shot
-from test_site import finalize, make, phase_dev, write
+from test_site import finalize, late, make, phase_dev, write
 from test_site_description import describe, description
 
-from jc_datalad.records import Evaluation, Status
+from jc_datalad.records import Status
 from site_generator import build_site, stats
 
 #: axe-core rule sets: WCAG 2.0 and 2.1 levels A and AA, and Deque's best practices
@@ -49,13 +49,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ..
         make(BROKEN_TEAM, "10" * 20, score=0.50, first_seen="2024-05-04T03:00:00Z"),
         make("alpha", "a3" * 20, score=0.10, first_seen="2024-06-01T00:00:00Z", phase="final"),
     ]
-    rejected = Evaluation(  # as the runner records it: the submission, the phase and the reason
-        id=f"late--{'80' * 6}--dev", challenge=records[0].challenge, team="late",
-        submission={"repository": "https://example.org/late.git", "commit": "80" * 20,
-                    "branches": ["main"], "first_seen": "2024-07-01T00:00:00Z"},
-        phase="dev", split="test", status=Status.REJECTED,
-        reason="first seen at 2024-07-01T00:00:00Z, outside every phase of the challenge",
-        started="2024-07-01T00:00:00Z", finished="2024-07-01T00:00:00Z")
+    rejected = late("80" * 20, records[0].challenge)
     failed = records[5]  # a log longer than its box: the box scrolls
     records[5] = dataclasses.replace(failed, steps=[{**failed.steps[0], "stderr_tail": LONG_LOG}])
     for ev in [*records, rejected]:
