@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -736,3 +737,86 @@ def test_one_site_from_several_results_datasets(ledger: Path, tmp_path: Path) ->
     assert all((out / p).read_bytes() == (again / p).read_bytes() for p in report.pages)
     with pytest.raises(JcError, match="given twice"):
         build_site([ledger, ledger], tmp_path / "twice")
+
+
+def test_records_found_good_are_not_checked_again_and_a_changed_one_is(
+        ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from site_generator import gather
+
+    checked: list[str] = []
+    check = gather.check
+    monkeypatch.setattr(gather, "check", lambda ev, folder: checked.append(folder) or check(ev, folder=folder))
+    out = tmp_path / "site"
+    assert build_site(ledger, out).problems == ()
+    assert len(checked) == len(list((ledger / "evaluations").iterdir()))
+    assert gc.get_freeze_count() == 0  # the records frozen for the build are let go
+    checked.clear()
+    assert build_site(ledger, out).problems == () and checked == []
+    # the same record with a score that is no number: checked again, and reported
+    bad = make("beta", "b1" * 20, score=0.8, first_seen="2024-05-01T12:00:00Z")
+    write(ledger, dataclasses.replace(bad, public={"aji": "high", "f1": 0.5}))
+    report = build_site(ledger, out)
+    assert checked == [bad.id]
+    assert [p for p in report.problems if bad.id in p and "public.aji 'high'" in p]
+
+
+def test_a_hostile_manifest_removes_nothing_outside_the_site(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(ledger, out)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    manifest = out / ".jc-site-manifest"
+    manifest.write_text(manifest.read_text() + f"../outside.txt\n{outside}\nbacteria/../../outside.txt\n"
+                        "./index.html\nbacteria//x\n")
+    build_site(ledger, out)
+    assert outside.read_text() == "keep" and (out / "index.html").is_file()
+
+
+def test_a_build_that_stops_leaves_every_page_it_wrote_listed(
+        ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluation pages are written as they are rendered: the manifest lists them before, no key is kept."""
+    from site_generator import build
+
+    out = tmp_path / "site"
+
+    def stop(*args: object) -> None:
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(build, "_write", stop)
+        with pytest.raises(RuntimeError):
+            build_site(ledger, out)
+    evaluation = f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html"
+    assert (out / evaluation).is_file() and evaluation in (out / ".jc-site-manifest").read_text().split()
+    assert not (out / ".jc-site-pages").exists()
+    # that record goes: the next build removes its page, as one it wrote itself
+    shutil.rmtree(ledger / "evaluations" / f"alpha--{'a2' * 6}--dev")
+    build_site(ledger, out)
+    assert not (out / evaluation).exists()
+
+
+def test_team_plots_share_a_rounded_span(ledger: Path, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from site_generator.gather import gather
+    from site_generator.leaderboard import challenges
+
+    found, _ = challenges(gather(ledger).evaluations, ())
+    bacteria = next(c for c in found if c.id == "bacteria")
+    # first seen 2024-05-01 (a Wednesday) to 2024-06-01; public aji 0.1 to 0.8
+    first, last, low, high = bacteria.scored_span  # type: ignore[misc]
+    assert first == dt.datetime(2024, 4, 29, tzinfo=dt.UTC) and last == dt.datetime(2024, 6, 3, tzinfo=dt.UTC)
+    assert (low, high) == pytest.approx((0.1, 0.8))
+    cells = next(c for c in found if c.id == "cells")  # zeta 1.5, eta 0.5: a magnitude of 1
+    assert cells.scored_span[2:] == (0.0, 2.0)  # type: ignore[index]
+
+
+def test_times_are_shown_in_utc_to_the_second() -> None:
+    from site_generator.pages import fmt_time
+
+    assert fmt_time("2024-05-01T10:00:00Z") == "2024-05-01 10:00:00 UTC"
+    assert fmt_time("2024-05-01T10:00:00.123456Z") == "2024-05-01 10:00:00 UTC"
+    assert fmt_time("2024-05-01T12:00:00+02:00") == "2024-05-01 10:00:00 UTC"
+    assert fmt_time("not a time") == "not a time" and fmt_time("") == "—"
