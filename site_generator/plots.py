@@ -112,13 +112,21 @@ def _ident(salt: str) -> str:
 
 def _drawn(fig: Figure, salt: str, prefix: str) -> str:
     """``fig`` as SVG text, every id (figure_1, patch_1, ...) and each reference to it prefixed."""
+    return _prefixed(_raw(fig, salt), prefix)
+
+
+def _raw(fig: Figure, salt: str) -> str:
+    """``fig`` as SVG text as matplotlib writes it, from ``<svg`` on (the SVG is inline)."""
     buf = io.StringIO()
     with matplotlib.rc_context(cast(Any, {**_RC, "svg.hashsalt": salt})):
         # no <metadata>: its RDF namespaces are not allowed in an SVG inside HTML (the validator says so)
         fig.savefig(buf, format="svg", metadata=_NO_METADATA, bbox_inches=None)
     text = buf.getvalue()
-    text = text[text.index("<svg"):]  # drop the XML declaration and doctype: the SVG is inline
-    # several plots share a page: ids must be unique in it
+    return text[text.index("<svg"):]  # no XML declaration or doctype
+
+
+def _prefixed(text: str, prefix: str) -> str:
+    """Every id in ``text`` and each reference to it prefixed: several plots share a page."""
     return re.sub(r'(\bid="|url\(#|href="#)', rf"\g<1>{prefix}-", text)
 
 
@@ -222,7 +230,7 @@ def _points_frame(ylabel: str, span: Span) -> str:
         ax.set_xlim(*xlim)
         ax.set_ylim(*ylim)
         ax.set_ylabel(ylabel)
-        text = _drawn(fig, "frame", "frame")
+        text = _raw(fig, "frame")  # its ids are prefixed by each plot (see _points)
     return text[:text.rindex("</svg>")]
 
 
@@ -255,8 +263,6 @@ def _points(salt: str, title: str, series: Series, ylabel: str, span: Span) -> M
         fig, ax = _points_axes(span)
         lines = [ax.plot(cast(Any, list(xs)), list(ys), marker="o", markersize=4, label=name)[0]
                  for name, xs, ys in series]
-        ax.set_xlim(*_limits(span)[0])  # plotting must not move them
-        ax.set_ylim(*_limits(span)[1])
         if len(series) > 1:
             # each series named in its colour above the middle of its time span (the phases
             # follow each other): a legend box costs as much as the rest of the plot, and a
@@ -268,8 +274,7 @@ def _points(salt: str, title: str, series: Series, ylabel: str, span: Span) -> M
         data = _drawn(fig, salt, f"{_ident(salt)}-data")
     # the lines' drawing (its defs, markers and clip paths included) goes inside the frame's <svg>
     inner = data[data.index(">", data.index("<svg")) + 1:data.rindex("</svg>")]
-    frame = _points_frame(ylabel, span).replace('id="frame-', f'id="{_ident(salt)}-').replace(
-        "url(#frame-", f"url(#{_ident(salt)}-").replace('href="#frame-', f'href="#{_ident(salt)}-')
+    frame = _prefixed(_points_frame(ylabel, span), _ident(salt))
     return _labelled(f"{frame}{inner}</svg>\n", salt, title)
 
 
