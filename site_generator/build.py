@@ -1,8 +1,9 @@
 """Build the static site: gather every record, render each page from one context, write.
 
 Nothing here reads a clock: every time on a page comes from the ledger, so the
-same ledger always builds the same bytes. Pages are rendered into memory first;
-in strict mode any problem aborts before a file is written.
+same ledger always builds the same bytes. In strict mode pages are rendered into
+memory first and any problem aborts before a file is written; otherwise the
+evaluation pages are written where they are rendered (by the workers).
 """
 
 from __future__ import annotations
