@@ -22,7 +22,7 @@ from typing import Any
 
 from jc_datalad.ledger import CHALLENGES, DESCRIPTION, README
 from site_generator import readme
-from site_generator.gather import is_number, parse_time, safe_challenge_id
+from site_generator.gather import is_count, is_number, parse_time, safe_challenge_id
 from site_generator.leaderboard import TIE_RULE, Challenge, first_seen
 
 #: The description format this site reads (the runner's folder and file names are its own).
@@ -68,10 +68,6 @@ def _time(value: Any) -> bool:
     return True
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _optional(check: Check) -> Check:
     return lambda value: value is None or check(value)
 
@@ -98,9 +94,9 @@ def _strings(value: Any) -> bool:
 
 _VERSION = {"dataset_id": (_optional(_string), "a dataset id or null"),
             "commit": (_optional(_string), "a commit or null"),
-            "files": (_optional(_count), "a count or null"),
-            "bytes": (_optional(_count), "a count of bytes or null"),
-            "unsized": (_optional(_count), "a count or null")}
+            "files": (_optional(is_count), "a count or null"),
+            "bytes": (_optional(is_count), "a count of bytes or null"),
+            "unsized": (_optional(is_count), "a count or null")}
 
 #: What each key must hold: (check, what it must be), a nested mapping, or [item schema].
 SCHEMA: dict[str, Any] = {
@@ -116,9 +112,9 @@ SCHEMA: dict[str, Any] = {
     "readme": (lambda v: v in (None, README), f"{README!r} or null"),
     "interface": {"inputs": (_text, "a path"), "outputs": (_text, "a path"), "format": (_text, "a format")},
     "container": (_string, "a container name"),
-    "resources": {"time_s": (_count, "seconds"), "memory_bytes": (_count, "bytes"), "cpus": (_count, "a count"),
-                  "gpus": (_count, "a count"), "output_bytes": (_count, "bytes"),
-                  "processes": (_count, "a count"), "network": (_bool, "true or false")},
+    "resources": {"time_s": (is_count, "seconds"), "memory_bytes": (is_count, "bytes"), "cpus": (is_count, "a count"),
+                  "gpus": (is_count, "a count"), "output_bytes": (is_count, "bytes"),
+                  "processes": (is_count, "a count"), "network": (_bool, "true or false")},
     "metrics": {"scorer": (_string, "a scorer name"), "primary": (_text, "a metric name"),
                 "direction": (lambda v: v in ("max", "min"), "'max' or 'min'"),
                 "columns": [{"name": (_text, "a metric name"),
@@ -126,9 +122,9 @@ SCHEMA: dict[str, Any] = {
     "leaderboard": {"public_fraction": (_fraction, "a fraction between 0 and 1")},
     "phases": [{"name": (_text, "a phase name"), "start": (_time, "an ISO 8601 time"),
                 "end": (_time, "an ISO 8601 time"), "split": (_string, "a split name"),
-                "per_day": (_optional(_count), "a count or null"), "total": (_optional(_count), "a count or null"),
-                "select": (_count, "a count"), "extended_from": (_optional(_time), "an ISO 8601 time or null")}],
-    "submission": {"max_file_bytes": (_count, "bytes"), "signed": (_bool, "true or false"),
+                "per_day": (_optional(is_count), "a count or null"), "total": (_optional(is_count), "a count or null"),
+                "select": (is_count, "a count"), "extended_from": (_optional(_time), "an ISO 8601 time or null")}],
+    "submission": {"max_file_bytes": (is_count, "bytes"), "signed": (_bool, "true or false"),
                    "count_failed": (_bool, "true or false"), "denied_paths": (_strings, "a list of paths")},
     "teams": {"merge_deadline": (_optional(_time), "an ISO 8601 time or null")},
     "final_selection": (_string, "the rule in words"),

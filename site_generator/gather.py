@@ -181,7 +181,8 @@ def _standings(data: Mapping[str, Any]) -> Standings:
                      rule=data["rule"])
 
 
-def _is_count(value: object, least: int) -> bool:
+def is_count(value: object, least: int = 0) -> bool:
+    """An int (no bool) of at least ``least``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
@@ -213,7 +214,7 @@ def check_standings(data: Any, *, phase: str) -> list[str]:
         if not isinstance(row, dict):
             found.append(f"{where}: must be an object")
             continue
-        need(row.get("rank") == n + 1 and _is_count(row.get("rank"), 1),
+        need(row.get("rank") == n + 1 and is_count(row.get("rank"), 1),
              f"{where}.rank {row.get('rank')!r}: must be {n + 1} (ranks are 1, 2, 3, ... in row order)")
         team = row.get("team")
         need(isinstance(team, str) and team != "", f"{where}.team {team!r}: must be a non-empty string")
@@ -224,10 +225,10 @@ def check_standings(data: Any, *, phase: str) -> list[str]:
              f"{where}.evaluation_id {row.get('evaluation_id')!r}: must be an evaluation id")
         need(is_number(row.get("score")), f"{where}.score: must be a finite number")
         need(isinstance(row.get("first_seen"), str), f"{where}.first_seen: must be a string")
-        need(_is_count(row.get("submissions"), 0),
+        need(is_count(row.get("submissions"), 0),
              f"{where}.submissions {row.get('submissions')!r}: must be a count")
         previous = row.get("previous_rank")
-        need(previous is None or _is_count(previous, 1),
+        need(previous is None or is_count(previous, 1),
              f"{where}.previous_rank {previous!r}: must be a rank from 1 or null")
         selected = row.get("selected")
         need(isinstance(selected, list) and all(safe_eval_id(s) for s in selected),
