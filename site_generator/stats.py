@@ -17,6 +17,7 @@ from jc_datalad.records import Evaluation
 from site_generator import plots
 from site_generator.gather import parse_time, safe_eval_id
 from site_generator.leaderboard import Challenge, Phase, first_seen, primary_score
+from site_generator.pages import evaluation_page, team_page
 from site_generator.tables import Table, table
 
 HISTOGRAM_BINS = 10
@@ -89,16 +90,21 @@ def submissions_context(challenge: Challenge, phase: Phase, number: int, pages: 
         "first": first + 1,
         "last": first + len(evs),
         "total": len(phase.evaluations),
-        "rows": [{
-            "ev": ev,
-            "page": f"../evaluations/{ev.id}.html",
-            "team_page": f"../teams/{ev.team}.html" if safe_eval_id(ev.team) else None,
-            "status": ev.status.value,
-            "reason": ev.reason or ("" if primary_score(ev, challenge.primary) is not None
-                                    else f"no public {challenge.primary} score"),
-            "score": primary_score(ev, challenge.primary),
-        } for ev in evs],
+        "rows": [_submission_row(challenge, ev) for ev in evs],
         "export": export,
+    }
+
+
+def _submission_row(challenge: Challenge, ev: Evaluation) -> dict[str, Any]:
+    score = primary_score(ev, challenge.primary)
+    team = team_page(ev.team)
+    return {
+        "ev": ev,
+        "page": f"../{evaluation_page(ev)}",
+        "team_page": f"../{team}" if team else None,
+        "status": ev.status.value,
+        "reason": ev.reason or ("" if score is not None else f"no public {challenge.primary} score"),
+        "score": score,
     }
 
 
