@@ -17,6 +17,9 @@ class Status(enum.StrEnum):
     REFUSED = "refused"  #: inspection or provenance checks refused it; nothing ran
     REJECTED = "rejected"  #: not admitted: unknown team, phase closed, quota
     ERROR = "error"  #: the runner itself failed; the message says where
+    #: the platform failed (the sandbox could not start, another evaluation exhausted a shared
+    #: resource): retried on later passes and never counted against a team's quota
+    INFRASTRUCTURE = "infrastructure"
 
 
 def utcnow() -> str:
