@@ -40,6 +40,8 @@ class RunnerConfig:
     cache: Path | None = None
     teams: Path | None = None
     public_url: str | None = None  #: where participants clone the challenge from (shown on the site)
+    #: the organizer's private store of full step logs (never published); default: private-logs beside runner.yaml
+    logs: Path = Path("private-logs")
 
     @property
     def teams_file(self) -> Path:
@@ -69,7 +71,7 @@ def load_config(path: Path | str) -> RunnerConfig:
     problems = [f"{k}: missing: the path of the {k} dataset" for k in ("challenge", "private", "results")
                 if not data.get(k)]
     known = {"challenge", "private", "results", "work", "workers", "protocols", "split", "cache", "teams",
-             "public_url"}
+             "public_url", "logs"}
     problems += [f"{k}: unknown key; known keys: {', '.join(sorted(known))}" for k in data if k not in known]
     workers = data.get("workers", 2)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
@@ -95,6 +97,7 @@ def load_config(path: Path | str) -> RunnerConfig:
         cache=resolve(data["cache"]) if data.get("cache") else None,
         teams=resolve(data["teams"]) if data.get("teams") else None,
         public_url=public_url.strip() if public_url else None,
+        logs=resolve(data.get("logs") or "private-logs"),
     )
 
 

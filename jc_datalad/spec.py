@@ -40,6 +40,14 @@ class Direction(StrEnum):
 OUTPUT_FORMATS = ("label-tiff", "csv", "intervals-csv")
 
 
+class LogVisibility(StrEnum):
+    """Who may read the full logs of steps that ran on hidden data (``logs:`` in challenge.yaml)."""
+
+    ORGANIZERS = "organizers"  #: the organizer's private store only (the default)
+    TEAM_ENCRYPTED = "team-encrypted"  #: encrypted to the team's registered SSH keys (age format)
+    PUBLIC = "public"  #: on the public site; for development-only phases
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong in a spec: where, what was found, and how to fix it."""
@@ -77,6 +85,12 @@ class Resources:
     gpus: int = 0
     output_bytes: int = 2**30
     processes: int = 256
+    #: limit for the whole evaluation, all steps together; 0 means ``time_s`` x 4
+    evaluation_time_s: int = 0
+
+    def __post_init__(self) -> None:
+        if self.evaluation_time_s <= 0:
+            object.__setattr__(self, "evaluation_time_s", self.time_s * 4)
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,7 @@ class ChallengeSpec:
     phases: tuple[Phase, ...] = ()
     submission: SubmissionRules = field(default_factory=SubmissionRules)
     teams: TeamRules = field(default_factory=TeamRules)
+    logs: LogVisibility = LogVisibility.ORGANIZERS
 
     @property
     def denied_paths(self) -> tuple[str, ...]:
@@ -146,6 +161,7 @@ class ChallengeSpec:
             "primary": self.metrics.primary,
             "direction": self.metrics.direction.value,
             "columns": list(self.metrics.columns),
+            "logs": self.logs.value,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -161,6 +177,8 @@ class ChallengeSpec:
                 "direction": self.metrics.direction.value,
                 "columns": list(self.metrics.columns),
             },
+            "resources": vars(self.resources),
+            "logs": self.logs.value,
         }
 
 
@@ -312,7 +330,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
         top,
         "",
         {"id", "title", "type", "interface", "container", "resources", "metrics",
-         "leaderboard", "phases", "submission", "teams"},
+         "leaderboard", "phases", "submission", "teams", "logs"},
     )
     cid = c.get(top, "id", _identifier, "a short id such as 'bacteria-2026'")
     title = c.get(top, "title", _text, "a human-readable title")
@@ -338,10 +356,17 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
         c.problem("container", container_section, "must be a mapping like {name: jc-env}")
 
     res = c.section("resources", required=False)
-    c.unknown(res, "resources", {"time", "memory", "cpus", "gpus", "output", "processes"})
+    c.unknown(res, "resources", {"time", "memory", "cpus", "gpus", "output", "processes", "evaluation_time"})
     d = Resources()
+    time_s = c.get(res, "resources.time", parse_duration, "a duration such as 30m", d.time_s)
+    evaluation_time_s = c.get(res, "resources.evaluation_time", parse_duration,
+                              "a duration such as 2h for all steps together (default: time x 4)", 0)
+    if time_s and evaluation_time_s and evaluation_time_s < time_s:
+        c.problem("resources.evaluation_time", res.get("evaluation_time"),
+                  "must be at least resources.time (it bounds all steps together)")
     resources = Resources(
-        time_s=c.get(res, "resources.time", parse_duration, "a duration such as 30m", d.time_s),
+        time_s=time_s or d.time_s,
+        evaluation_time_s=evaluation_time_s or 0,
         memory_bytes=c.get(res, "resources.memory", parse_size, "a size such as 4G", d.memory_bytes),
         cpus=c.get(res, "resources.cpus", _nonneg_int, "a whole number of CPUs", d.cpus),
         gpus=c.get(res, "resources.gpus", _nonneg_int, "a whole number of GPUs", d.gpus),
@@ -394,6 +419,9 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
         merge_deadline=c.get(tm, "teams.merge_deadline", _parse_time, "an ISO date or time (UTC)", None),
     )
 
+    logs = c.get(top, "logs", _choice(tuple(v.value for v in LogVisibility)),
+                 "who reads the logs of steps run on hidden data", LogVisibility.ORGANIZERS.value)
+
     if c.problems:
         raise SpecError(source, c.problems)
     return ChallengeSpec(
@@ -408,6 +436,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
         phases=phases,
         submission=submission,
         teams=teams,
+        logs=LogVisibility(logs),
     )
 
 

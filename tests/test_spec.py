@@ -115,3 +115,23 @@ def test_every_command_has_help():
         assert cmd.help or cmd.short_help, f"jc {' '.join(path)} has no help text"
         result = CliRunner().invoke(main, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
+
+
+def test_logs_and_evaluation_time():
+    from jc_datalad.spec import LogVisibility
+
+    data = _template_spec()
+    spec = parse_spec(data)
+    assert spec.logs is LogVisibility.ORGANIZERS
+    assert spec.resources.evaluation_time_s == 4 * spec.resources.time_s
+    data["logs"] = "team-encrypted"
+    data["resources"]["evaluation_time"] = "2h"
+    spec = parse_spec(data)
+    assert spec.logs is LogVisibility.TEAM_ENCRYPTED and spec.resources.evaluation_time_s == 7200
+    assert spec.as_dict()["logs"] == "team-encrypted" and spec.summary()["logs"] == "team-encrypted"
+    assert spec.as_dict()["resources"]["evaluation_time_s"] == 7200
+    data["logs"] = "everyone"
+    data["resources"]["evaluation_time"] = "1s"
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    assert {p.key for p in info.value.problems} == {"logs", "resources.evaluation_time"}
