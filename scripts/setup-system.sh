@@ -9,6 +9,8 @@ command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# the sandbox's seccomp filter is compiled by libseccomp (through the pyseccomp package)
+ldconfig -p 2>/dev/null | grep 'libseccomp.so.2 ' >/dev/null || need+=(libseccomp2)
 # the browser tests (tests/test_browser.py) drive Debian's chromium with playwright
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
