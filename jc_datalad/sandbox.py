@@ -258,11 +258,11 @@ class _Stage:
     stage: Path | None
     mounts: list[tuple[str, bool, str]]
 
-    def add(self, source: Path, name: str | None = None) -> str:
+    def add(self, source: Path, name: str | None = None, *, directory: bool = True) -> str:
         if self.stage is None:
             return str(source)
         name = name or str(len(self.mounts))
-        self.mounts.append((str(source), True, name))
+        self.mounts.append((str(source), directory, name))
         return str(self.stage / name)
 
 
@@ -283,7 +283,7 @@ def _bwrap_in(stage: _Stage) -> str:
 
 
 def build_command(
-    rootfs: Path,
+    rootfs: Path | None,
     argv: Sequence[str],
     *,
     binds: Sequence[Bind],
@@ -295,18 +295,25 @@ def build_command(
     seccomp_fd: int | None = None,
     status_fd: int | None = None,
 ) -> list[str]:
-    """The full host command line: prlimit, (as root) nsexec and setpriv, bwrap, then ``argv`` inside."""
+    """The full host command line: prlimit, (as root) nsexec and setpriv, bwrap, then ``argv`` inside.
+
+    ``rootfs`` None: the root is this host's system folders and Python installation, read-only
+    (:func:`run_python`), instead of a container image.
+    """
     for bind in binds:
         check_bind_source(bind.source)
-    # the root filesystem is bound read-only, so top-level mount points must exist in it
-    for bind in binds:
-        top = Path(bind.target).parts[1]
-        if not os.path.lexists(rootfs / top):
-            (rootfs / top).mkdir(mode=0o755)
+    if rootfs is not None:
+        # the root filesystem is bound read-only, so top-level mount points must exist in it
+        for bind in binds:
+            top = Path(bind.target).parts[1]
+            if not os.path.lexists(rootfs / top):
+                (rootfs / top).mkdir(mode=0o755)
     as_root = os.geteuid() == 0
     stage = _Stage(runtime_dir() / "stage" if as_root else None, [])
     bwrap = _bwrap_in(stage)
-    args = launcher.base_bwrap_args(Path(stage.add(rootfs)))
+    args = launcher.base_bwrap_args(Path("/"))
+    assert args[:3] == ["--ro-bind", "/", "/"]
+    args[:3] = ["--ro-bind", stage.add(rootfs), "/"] if rootfs is not None else _host_root(stage)
     if as_root:
         # bwrap itself runs as an unprivileged uid here; the root-only user-namespace options of
         # the common part are not wanted (they map the sandbox user to host root).
@@ -327,6 +334,8 @@ def build_command(
         args += ["--seccomp", str(seccomp_fd)]
     if status_fd is not None:
         args += ["--json-status-fd", str(status_fd)]
+    if rootfs is None:
+        args += ["--remount-ro", "/"]
     args += ["--chdir", workdir, "--", *argv]
 
     cmd = [
@@ -347,6 +356,58 @@ def build_command(
     spec = {"stage": str(stage.stage), "mounts": stage.mounts, "cgroups": list(cgroup_procs),
             "argv": [_which("setpriv"), *setpriv[1:], bwrap, *args]}
     return [*cmd, sys.executable, "-I", "-S", nsexec.__file__, json.dumps(spec)]
+
+
+def _host_root(stage: _Stage) -> list[str]:
+    """bubblewrap arguments for a root made of this host's system folders and this Python, read-only."""
+    args: list[str] = []
+    for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", stage.add(path), str(path)]
+    args += ["--ro-bind", stage.add(Path("/etc/ld.so.cache"), directory=False), "/etc/ld.so.cache"]
+    bound = [Path("/usr")]
+    for folder in python_folders():
+        if not any(folder == b or b in folder.parents for b in bound):
+            args += ["--ro-bind", stage.add(folder), str(folder)]
+            bound.append(folder)
+    return args
+
+
+@cache
+def python_folders() -> tuple[Path, ...]:
+    """The folders this interpreter needs, at their host paths: its installation, the virtual
+    environment, and the project's packages (an editable install keeps them in the checkout)."""
+    import jc_datalad
+    import scorers
+
+    folders = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()]
+    folders += [Path(module.__file__).resolve().parent for module in (jc_datalad, scorers)
+                if module.__file__]
+    # broadest first, so nested folders are covered by the folder above them
+    return tuple(sorted(set(folders), key=lambda p: len(p.parts)))
+
+
+def run_python(
+    args: Sequence[str],
+    *,
+    binds: Sequence[Bind],
+    limits: Limits,
+    log_dir: Path,
+    name: str,
+    who: Identity | None = None,
+) -> StepResult:
+    """Run ``<this interpreter> -I <args...>`` sandboxed: only the host's system folders, this
+    Python installation and the project's packages (read-only) and ``binds`` are visible.
+
+    For the organizer's own code that reads participant data (the scorer): whatever a file
+    makes it open, it finds nothing but what is bound.
+    """
+    interpreter = str(Path(sys.executable).absolute())
+    return run(None, [interpreter, "-I", *args], binds=binds, workdir="/", limits=limits, log_dir=log_dir,
+               name=name, who=who)
 
 
 @cache
@@ -385,7 +446,7 @@ def _sandbox_started(status: bytes) -> bool:
 
 
 def run(
-    rootfs: Path,
+    rootfs: Path | None,
     argv: Sequence[str],
     *,
     binds: Sequence[Bind],
