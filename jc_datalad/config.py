@@ -7,13 +7,28 @@ teams in the private dataset's ``teams.yaml``, both under version control.
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from jc_datalad.errors import JcError
+from jc_datalad.validation import (
+    Checker,
+    InputError,
+    Problem,
+    read_yaml,
+    suggest,
+    text,
+    text_list,
+    whole,
+)
+
+log = logging.getLogger(__name__)
 
 TEAMS_FILE = "teams.yaml"
 
@@ -58,46 +73,85 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jc-datalad"
 
 
+class ConfigError(InputError):
+    """``runner.yaml`` is invalid; :attr:`problems` lists every problem, with line and column."""
+
+
+class TeamsError(InputError):
+    """``teams.yaml`` cannot be read as a whole; :attr:`problems` lists every problem."""
+
+
+_RUNNER_KEYS = ("challenge", "private", "results", "work", "workers", "protocols", "split", "cache", "teams",
+                "public_url", "logs")
+_PROTOCOL = re.compile(r"^[a-z][a-z0-9+.-]{0,31}$")
+_SPLIT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def _path_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a path (text)")
+    if "\x00" in value:
+        raise ValueError("must not hold a NUL character")
+    return value.strip()
+
+
+def _protocols(value: Any) -> tuple[str, ...]:
+    names = text_list(value)
+    if not names:
+        raise ValueError("must name at least one transport, e.g. [file]")
+    for name in names:
+        if not _PROTOCOL.match(name):
+            raise ValueError(f"{name!r} is not a git transport name")
+        if name == "ext":
+            # ext:: runs a command given in the URL: a team's repository URL would run on this machine
+            raise ValueError("'ext' runs commands named in repository URLs; allow only transports such as "
+                             "file, https, ssh")
+    return names
+
+
+def _split(value: Any) -> str:
+    if not isinstance(value, str) or not _SPLIT.match(value):
+        raise ValueError("must be a split name: lower-case letters, digits, '.', '_' or '-'")
+    return value
+
+
 def load_config(path: Path | str) -> RunnerConfig:
+    """Read ``runner.yaml``; raise :class:`ConfigError` listing every problem with its line and column."""
     path = Path(path).resolve()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise JcError(f"{path}: runner config not found; `jc challenge new` writes one") from None
-    except yaml.YAMLError as exc:
-        raise JcError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise JcError(f"{path}: must hold a mapping of keys")
-    problems = [f"{k}: missing: the path of the {k} dataset" for k in ("challenge", "private", "results")
-                if not data.get(k)]
-    known = {"challenge", "private", "results", "work", "workers", "protocols", "split", "cache", "teams",
-             "public_url", "logs"}
-    problems += [f"{k}: unknown key; known keys: {', '.join(sorted(known))}" for k in data if k not in known]
-    workers = data.get("workers", 2)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        problems.append(f"workers: {workers!r}: a whole number >= 1")
-    public_url = data.get("public_url")
-    if public_url is not None and not (isinstance(public_url, str) and public_url.strip()):
-        problems.append(f"public_url: {public_url!r}: the URL participants clone the challenge from")
-    if problems:
-        raise JcError(f"{path}:\n  - " + "\n  - ".join(problems))
+        doc = read_yaml(path, missing="`jc challenge new` writes one beside the challenge")
+    except InputError as exc:
+        raise ConfigError(path, exc.problems) from None
+    c = Checker({} if doc.data is None else doc.data, doc.marks, doc.problems)
+    if not isinstance(doc.data, dict | None):
+        raise ConfigError(path, c.problems)
+    data = c.data
+    c.unknown(data, "", _RUNNER_KEYS)
+    paths = {k: c.get(data, k, _path_text, f"the path of the {k} dataset") for k in ("challenge", "private", "results")}
+    optional = {k: c.get(data, k, _path_text, "a folder or file path", None) for k in ("work", "cache", "teams", "logs")}
+    workers = c.get(data, "workers", whole(1, 1024), "evaluations run at the same time", 2)
+    protocols = c.get(data, "protocols", _protocols, "git transports allowed for team repositories", ("file",))
+    split = c.get(data, "split", _split, "the hidden split evaluated when the challenge has no phases", "test")
+    public_url = c.get(data, "public_url", text, "the URL participants clone the challenge from", None)
+    if c.problems:
+        raise ConfigError(path, c.problems)
 
     def resolve(value: str) -> Path:
-        return (path.parent / os.path.expanduser(str(value))).resolve()
+        return (path.parent / os.path.expanduser(value)).resolve()
 
     return RunnerConfig(
         path=path,
-        challenge=resolve(data["challenge"]),
-        private=resolve(data["private"]),
-        results=resolve(data["results"]),
-        work=resolve(data.get("work", ".jc-work")),
+        challenge=resolve(paths["challenge"]),
+        private=resolve(paths["private"]),
+        results=resolve(paths["results"]),
+        work=resolve(optional["work"] or ".jc-work"),
         workers=workers,
-        protocols=tuple(data.get("protocols", ["file"])),
-        split=str(data.get("split", "test")),
-        cache=resolve(data["cache"]) if data.get("cache") else None,
-        teams=resolve(data["teams"]) if data.get("teams") else None,
-        public_url=public_url.strip() if public_url else None,
-        logs=resolve(data.get("logs") or "private-logs"),
+        protocols=protocols,
+        split=split,
+        cache=resolve(optional["cache"]) if optional["cache"] else None,
+        teams=resolve(optional["teams"]) if optional["teams"] else None,
+        public_url=public_url,
+        logs=resolve(optional["logs"] or "private-logs"),
     )
 
 
@@ -113,28 +167,175 @@ def write_config(path: Path, *, challenge: Path, private: Path, results: Path, w
     )
 
 
-def load_teams(path: Path) -> dict[str, Team]:
-    """Teams from a ``teams.yaml`` (or the one in a private dataset folder)."""
+@dataclass(frozen=True)
+class TeamsFile:
+    """``teams.yaml`` read entry by entry: one bad entry affects only its own team.
+
+    A team whose entry is invalid (no repository, an unknown key, a duplicate name, a merge
+    into an unknown team, ...) is *suspended*: left out of :attr:`teams`, so the runner
+    neither discovers nor records its submissions until the organizers fix the entry. A team
+    with a malformed signing key stays: its key is kept as written and the signature check
+    names the problem (:mod:`jc_datalad.signing`); its other keys keep working.
+    """
+
+    path: Path
+    teams: dict[str, Team]  #: the usable teams (malformed keys included, as written)
+    problems: tuple[Problem, ...]  #: every problem, with line and column
+    by_team: dict[str, tuple[Problem, ...]] = field(default_factory=dict)  #: problems per team
+    suspended: frozenset[str] = frozenset()  #: teams left out of :attr:`teams` until fixed
+
+
+_TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ENTRY_KEYS = ("repository", "members", "keys", "merged_into")
+_MISSING_TEAMS = ("`jc challenge new` writes an empty one in the private dataset, and `jc team add NAME "
+                  "--repository URL` registers a team (and creates the file); or point `teams:` in runner.yaml "
+                  "at the right file")
+
+
+def valid_team_name(name: str) -> bool:
+    """Letters, digits, ``.``, ``_`` or single ``-``; at most 63 (safe as a path and a signing principal)."""
+    return bool(_TEAM_NAME.match(name)) and "--" not in name
+
+
+def read_teams(path: Path, *, missing_ok: bool = False) -> TeamsFile:
+    """Read ``teams.yaml`` (or the one in a private dataset folder) entry by entry.
+
+    Raises :class:`TeamsError` when the file as a whole cannot be read (syntax, encoding,
+    size, not a mapping, no ``teams:`` mapping, duplicate top-level keys), and
+    :class:`JcError` when it is missing, unless ``missing_ok`` (then there are no teams).
+    An organizer who has added no team yet has the empty file ``teams: {}`` that
+    ``jc challenge new`` writes: zero teams, and the runner says so.
+    """
     if path.is_dir():
         path = path / TEAMS_FILE
-    if not path.exists():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    teams = data.get("teams") or {}
-    if not isinstance(teams, dict):
-        raise JcError(f"{path}: 'teams' must map team names to their settings")
-    out = {}
-    for name, entry in teams.items():
-        if not isinstance(entry, dict) or not entry.get("repository"):
-            raise JcError(f"{path}: team {name!r} needs a 'repository' (its own submission repository)")
-        out[str(name)] = Team(
-            name=str(name),
-            repository=str(entry["repository"]),
-            members=tuple(entry.get("members") or ()),
-            keys=tuple(entry.get("keys") or ()),
-            merged_into=entry.get("merged_into"),
-        )
-    return out
+    if missing_ok and not path.exists():
+        return TeamsFile(path, {}, ())
+    try:
+        doc = read_yaml(path, missing=_MISSING_TEAMS)
+    except InputError as exc:
+        raise TeamsError(path, exc.problems) from None
+    mine: dict[str, list[Problem]] = {}  # problems of one team's entry, by team
+    general: list[Problem] = []  # problems of the file as a whole
+    for problem in doc.problems:
+        parts = problem.key.split(".", 2)
+        if parts[0] == "teams" and len(parts) > 1:
+            mine.setdefault(parts[1], []).append(problem)
+        else:
+            general.append(problem)
+    checker = Checker({} if doc.data is None else doc.data, doc.marks, general)
+    data = checker.data
+    checker.unknown(data, "", ("teams",))
+    raw = data.get("teams")
+    if "teams" not in data and isinstance(doc.data, dict):
+        checker.problem("teams", None, "missing: add 'teams: {}' (then `jc team add` fills it)")
+    elif raw is not None and not isinstance(raw, dict):
+        checker.problem("teams", raw, "must map each team name to its settings (repository, members, keys)")
+    if checker.problems:
+        raise TeamsError(path, checker.problems)
+
+    entries = raw if isinstance(raw, dict) else {}
+    teams: dict[str, Team] = {}
+    for name, entry in entries.items():
+        teams[name] = _read_entry(checker, name, entry, mine)
+    _check_relations(checker, teams, mine)
+    suspended = {name for name, found in mine.items() if any(not _is_key_problem(p) for p in found)}
+    # a team merged into a suspended team is suspended too: its submissions would count nowhere
+    changed = True
+    while changed:
+        changed = False
+        for name, team in teams.items():
+            if name not in suspended and team.merged_into in suspended:
+                where = checker.place(f"teams.{name}.merged_into")
+                mine.setdefault(name, []).append(Problem(
+                    f"teams.{name}.merged_into", team.merged_into,
+                    "merged into a team whose entry has problems: fix that entry first", *where))
+                suspended.add(name)
+                changed = True
+    by_team = {name: tuple(found) for name, found in mine.items() if found}
+    return TeamsFile(
+        path=path,
+        teams={n: t for n, t in teams.items() if n not in suspended},
+        problems=tuple(p for found in by_team.values() for p in found),
+        by_team=by_team,
+        suspended=frozenset(suspended),
+    )
+
+
+def _is_key_problem(problem: Problem) -> bool:
+    return ".keys[" in problem.key or problem.fix.startswith("a key of two teams")
+
+
+def _read_entry(checker: Checker, name: str, entry: Any, mine: dict[str, list[Problem]]) -> Team:
+    where = f"teams.{name}"
+    found = mine.setdefault(name, [])
+    local = Checker(entry if isinstance(entry, dict) else {}, checker.marks)
+    if not valid_team_name(name):
+        local.problem(where, name, "a team name uses letters, digits, '.', '_' or single '-' (at most 63): "
+                                   "rename the team")
+    if not isinstance(entry, dict):
+        local.problem(where, entry, "must be a mapping with repository, members, keys")
+        entry = {}
+    local.unknown(entry, where, _ENTRY_KEYS)
+    repository = local.get(entry, f"{where}.repository", text, "the team's own submission repository (URL or "
+                           "path)")
+    members = local.get(entry, f"{where}.members", text_list, "the members' names or e-mails", ()) or ()
+    keys = local.get(entry, f"{where}.keys", text_list, "the team's SSH public keys, one list item each", ()) or ()
+    merged_into = local.get(entry, f"{where}.merged_into", text, "the name of the team it merged into", None)
+    found += local.problems
+    from jc_datalad.signing import normalize_key
+
+    usable = []
+    for i, key in enumerate(keys):
+        try:
+            usable.append(normalize_key(key))
+        except JcError as exc:
+            # kept as written: the signature check names this problem to the team's submissions
+            usable.append(key)
+            found.append(Problem(f"{where}.keys[{i}]", key, f"{exc}; this key signs nothing until it is replaced "
+                                 "with the content of the member's .pub file", *checker.place(f"{where}.keys[{i}]")))
+    return Team(name=name, repository=repository or "", members=members, keys=tuple(usable),
+                merged_into=merged_into)
+
+
+def _check_relations(checker: Checker, teams: dict[str, Team], mine: dict[str, list[Problem]]) -> None:
+    """Merge targets, and repositories or keys shared by two teams (a problem of both)."""
+    repos: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    for name, team in teams.items():
+        if team.merged_into is not None:
+            target = teams.get(team.merged_into)
+            key = f"teams.{name}.merged_into"
+            if target is None:
+                mine[name].append(Problem(key, team.merged_into, f"no such team{suggest(team.merged_into, teams)}: "
+                                          "name a registered team", *checker.place(key)))
+            elif team.merged_into == name or target.merged_into:
+                mine[name].append(Problem(key, team.merged_into, "must name a team that has not merged itself",
+                                          *checker.place(key)))
+        if team.repository and team.repository in repos:
+            other = repos[team.repository]
+            for who in (other, name):
+                key = f"teams.{who}.repository"
+                mine[who].append(Problem(key, team.repository, f"repository of both {other} and {name}: every "
+                                         "team needs its own repository", *checker.place(key)))
+        repos.setdefault(team.repository, name)
+        for k in team.keys:
+            if k in keys and keys[k] != name:
+                other = keys[k]
+                for who in (other, name):
+                    key = f"teams.{who}.keys"
+                    mine[who].append(Problem(key, f"{k[:40]}...", f"a key of two teams ({other} and {name}) signs "
+                                             "for neither: register each key for one team only", *checker.place(key)))
+            keys.setdefault(k, name)
+
+
+def load_teams(path: Path, *, missing_ok: bool = False) -> dict[str, Team]:
+    """The usable teams of a ``teams.yaml`` (see :func:`read_teams`); each problem is logged."""
+    found = read_teams(path, missing_ok=missing_ok)
+    for name, problems in found.by_team.items():
+        waits = " (its submissions wait until this is fixed)" if name in found.suspended else ""
+        for problem in problems:
+            log.warning("%s:%s %s%s", found.path, f"{problem.where}:" if problem.where else "", problem, waits)
+    return found.teams
 
 
 def save_teams(path: Path, teams: dict[str, Team]) -> Path:

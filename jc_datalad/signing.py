@@ -160,40 +160,66 @@ def _ssh_string(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[pos + 4:end], end
 
 
-def _team_of_fingerprint(keys_by_team: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """Fingerprint -> team; a key of two teams is a registration error."""
+def _owners(keys_by_team: Mapping[str, Sequence[str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(fingerprint -> team for every usable key, problems by team).
+
+    A key that is not a public key, a key registered for two teams, or a team name that
+    cannot be a principal is a problem of that team (of both teams, for a shared key) and
+    signs for no one; every other team's keys are unaffected.
+    """
     owner: dict[str, str] = {}
-    problems: list[str] = []
+    problems: dict[str, list[str]] = {}
+    shared: set[str] = set()
     for team in sorted(keys_by_team):
         if not _TEAM.match(team):
-            problems.append(f"team name {team!r} cannot be a signing principal: "
-                            "use letters, digits, '.', '_' or '-'")
+            problems.setdefault(team, []).append(
+                f"team name {team!r} cannot be a signing principal: use letters, digits, '.', '_' or '-'")
             continue
         for key in keys_by_team[team]:
-            fingerprint = key_fingerprint(key)
+            try:
+                fingerprint = key_fingerprint(key)
+            except JcError as exc:
+                problems.setdefault(team, []).append(f"a registered key is malformed: {exc}")
+                continue
             other = owner.get(fingerprint)
             if other is not None and other != team:
-                problems.append(f"key {fingerprint} is registered for both team {other} and team {team}: "
-                                "a key may belong to one team only")
+                for who in (other, team):
+                    problems.setdefault(who, []).append(
+                        f"key {fingerprint} is registered for both team {other} and team {team}: "
+                        "a key may belong to one team only")
+                shared.add(fingerprint)
             owner.setdefault(fingerprint, team)
-    if problems:
-        raise JcError("; ".join(problems))
-    return owner
+    for fingerprint in shared:
+        del owner[fingerprint]
+    return owner, problems
+
+
+def key_problems(keys_by_team: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Problems of the registered keys, by team (a team without problems is absent)."""
+    return _owners(keys_by_team)[1]
 
 
 def write_allowed_signers(path: Path, keys_by_team: Mapping[str, Sequence[str]]) -> Path:
-    """Write git's allowed-signers file: one line per key, the team name as principal.
+    """Write git's allowed-signers file: one line per usable key, the team name as principal.
 
-    Lines are sorted by team, then key, so the same teams always give the same bytes.
-    Raises :class:`JcError` when a key is not a public key or belongs to two teams.
+    Lines are sorted by team, then key, so the same teams always give the same bytes. A
+    malformed key, a key of two teams or a team name unfit as a principal is left out (see
+    :func:`key_problems`): one team's bad registration never stops another team's checks.
     """
-    _team_of_fingerprint(keys_by_team)
-    lines = []
-    for team in sorted(keys_by_team):
-        for key in sorted({normalize_key(k) for k in keys_by_team[team]}):
-            lines.append(f'{team} namespaces="{_NAMESPACE}" {key}\n')
+    owner, problems = _owners(keys_by_team)
+    for team, found in sorted(problems.items()):
+        log.warning("signing keys of team %s: %s", team, "; ".join(found))
+    usable: set[tuple[str, str]] = set()
+    for team in keys_by_team:
+        for key in keys_by_team[team]:
+            try:
+                normalized = normalize_key(key)
+            except JcError:
+                continue
+            if owner.get(key_fingerprint(normalized)) == team:
+                usable.add((team, normalized))
     path = Path(path)
-    path.write_text("".join(lines))
+    path.write_text("".join(f'{team} namespaces="{_NAMESPACE}" {key}\n' for team, key in sorted(usable)))
     return path
 
 
@@ -291,9 +317,15 @@ def _classify(rc: int, output: str, fingerprint: str) -> tuple[_Verdict, str | N
 
 def _check(repo: Path, verb: str, oid: str, subject: str, fixes: tuple[str, str],
            signature: str | None, team: str, keys_by_team: Mapping[str, Sequence[str]], workdir: Path) -> SignatureCheck:
-    owner = _team_of_fingerprint(keys_by_team)
+    owner, problems = _owners(keys_by_team)
     check = _decide(repo, verb, oid, subject, fixes, signature, team, keys_by_team, workdir, owner)
-    if not check.ok and not keys_by_team.get(team):
+    if not check.ok and problems.get(team):
+        check = SignatureCheck(
+            ok=False,
+            reason=f"{check.reason} (team {team}'s registration has a key problem that the organizers must "
+                   f"fix in teams.yaml: {'; '.join(problems[team])})",
+            fingerprint=check.fingerprint, signer_team=check.signer_team)
+    elif not check.ok and not keys_by_team.get(team):
         check = SignatureCheck(
             ok=False,
             reason=f"{check.reason} (team {team} has no registered key yet: the organizers add one "
@@ -361,9 +393,9 @@ def verify_commit(repo: Path, commit: str, team: str, keys_by_team: Mapping[str,
     """Is ``commit`` in ``repo`` signed by one of ``keys_by_team[team]``?
 
     ``workdir`` receives the allowed-signers file for the time of the check. Raises
-    :class:`JcError` when the commit does not exist or the registered keys are invalid
-    (not a public key, or one key for two teams); every verdict on the signature itself
-    is a :class:`SignatureCheck`.
+    :class:`JcError` when the commit does not exist; every verdict on the signature itself
+    is a :class:`SignatureCheck`. A registered key that is malformed or shared by two teams
+    signs for no one, and a failed check of that team's submission names the problem.
     """
     oid = _resolve(Path(repo), f"{commit}^{{commit}}", "commit")
     subject = f"the head commit {oid[:12]}"
@@ -377,7 +409,7 @@ def verify_tag(repo: Path, tag: str, team: str, keys_by_team: Mapping[str, Seque
     """Is the tag ``tag`` (e.g. ``final/best``) in ``repo`` a tag object signed by the team?
 
     A lightweight tag, or a tag object made for another name, is refused with a reason.
-    Raises :class:`JcError` when the tag does not exist or the registered keys are invalid.
+    Raises :class:`JcError` when the tag does not exist.
     """
     name = tag[len("refs/tags/"):] if tag.startswith("refs/tags/") else tag
     oid = _resolve(Path(repo), f"refs/tags/{name}", "tag")

@@ -2,12 +2,16 @@
 
 Loading validates everything at once: :func:`load_spec` returns a
 :class:`ChallengeSpec` or raises :class:`SpecError` listing every problem
-with its key, the offending value and the fix.
+with its line and column, its key, the offending value and the fix. The
+file is read by :mod:`jc_datalad.validation` (UTF-8, bounded, duplicate keys
+refused); numbers have bounds and metric names are checked against the
+scorer that reports them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +19,11 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
+from jc_datalad.validation import Checker, InputError, Problem, finite, read_yaml, suggest, whole
+from jc_datalad.validation import text as _text
 
-from jc_datalad.errors import JcError
+__all__ = ["ChallengeSpec", "ChallengeType", "Direction", "LogVisibility", "Problem", "SpecError",
+           "load_spec", "parse_duration", "parse_size", "parse_spec"]
 
 SPEC_FILE = "challenge.yaml"
 
@@ -48,26 +54,8 @@ class LogVisibility(StrEnum):
     PUBLIC = "public"  #: on the public site; for development-only phases
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a spec: where, what was found, and how to fix it."""
-
-    key: str
-    value: Any
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.value!r}: {self.fix}"
-
-
-class SpecError(JcError):
-    """``challenge.yaml`` is invalid; :attr:`problems` lists every problem."""
-
-    def __init__(self, path: Path | str, problems: list[Problem]):
-        self.path = str(path)
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path}: {len(problems)} problem(s):\n{lines}")
+class SpecError(InputError):
+    """``challenge.yaml`` is invalid; :attr:`problems` lists every problem, with line and column."""
 
 
 @dataclass(frozen=True)
@@ -186,36 +174,45 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
+#: Bounds that no real challenge reaches: beyond them a value is a typo or an attack on the runner.
+MAX_DURATION_S = 30 * 86400
+MAX_SIZE_BYTES = 2**40
+MAX_COUNT = 1_000_000
+
 
 def parse_duration(value: Any) -> int:
-    """``"30m"`` -> 1800; plain numbers are seconds."""
+    """``"30m"`` -> 1800; plain numbers are seconds; at most 30 days."""
     if isinstance(value, bool):
         raise ValueError("not a duration")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = finite(value)
     else:
         m = _DURATION.match(str(value))
         if not m:
             raise ValueError("not a duration")
         seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    if seconds <= 0:
-        raise ValueError("must be positive")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
+        raise ValueError("must be at most 30d")
+    if seconds < 1:
+        raise ValueError("must be at least 1 second")
     return int(seconds)
 
 
 def parse_size(value: Any) -> int:
-    """``"4G"`` -> 4 GiB in bytes; plain numbers are bytes."""
+    """``"4G"`` -> 4 GiB in bytes; plain numbers are bytes; at most 1 TiB."""
     if isinstance(value, bool):
         raise ValueError("not a size")
     if isinstance(value, int | float):
-        size = float(value)
+        size = finite(value)
     else:
         m = _SIZE.match(str(value))
         if not m:
             raise ValueError("not a size")
         size = float(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_")
-    if size <= 0:
-        raise ValueError("must be positive")
+    if not math.isfinite(size) or size > MAX_SIZE_BYTES:
+        raise ValueError("must be at most 1T")
+    if size < 1:
+        raise ValueError("must be at least 1 byte")
     return int(size)
 
 
@@ -224,66 +221,19 @@ def _parse_time(value: Any) -> dt.datetime:
         when = value
     elif isinstance(value, dt.date):
         when = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        when = dt.datetime.fromisoformat(value)
     else:
-        when = dt.datetime.fromisoformat(str(value))
+        raise ValueError("not a date")
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.astimezone(dt.UTC)
 
 
-class _Checker:
-    """Collects problems while reading a nested mapping."""
-
-    def __init__(self, data: Any):
-        self.data = data if isinstance(data, dict) else {}
-        self.problems: list[Problem] = []
-        if not isinstance(data, dict):
-            self.problems.append(Problem("(top level)", data, "the file must hold a mapping of keys"))
-
-    def problem(self, key: str, value: Any, fix: str) -> None:
-        self.problems.append(Problem(key, value, fix))
-
-    def section(self, key: str, required: bool = True) -> dict[str, Any]:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self.problem(key, None, "missing: add this section")
-            return {}
-        if not isinstance(value, dict):
-            self.problem(key, value, "must be a mapping of keys")
-            return {}
-        return value
-
-    def get(
-        self,
-        mapping: dict[str, Any],
-        path: str,
-        convert: Callable[[Any], Any],
-        fix: str,
-        default: Any = ...,
-    ) -> Any:
-        key = path.rsplit(".", 1)[-1]
-        if key not in mapping or mapping[key] is None:
-            if default is ...:
-                self.problem(path, None, f"missing: {fix}")
-                return None
-            return default
-        value = mapping[key]
-        try:
-            return convert(value)
-        except (TypeError, ValueError) as exc:
-            self.problem(path, value, f"{exc}: {fix}" if str(exc) else fix)
-            return None
-
-    def unknown(self, mapping: dict[str, Any], prefix: str, known: set[str]) -> None:
-        for key in mapping:
-            if key not in known:
-                where = f"{prefix}.{key}" if prefix else str(key)
-                self.problem(where, mapping[key], f"unknown key; known keys: {', '.join(sorted(known))}")
-
-
 def _relpath(value: Any) -> str:
-    path = PurePosixPath(str(value))
+    if not isinstance(value, str):
+        raise ValueError("must be a relative path inside the dataset")
+    path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or str(path) in ("", "."):
         raise ValueError("must be a relative path inside the dataset")
     return str(path)
@@ -291,17 +241,11 @@ def _relpath(value: Any) -> str:
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
-        if str(value) not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return str(value)
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}{suggest(str(value), options)}")
+        return value
 
     return convert
-
-
-def _nonneg_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("must be a whole number >= 0")
-    return value
 
 
 def _bool(value: Any) -> bool:
@@ -310,28 +254,44 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be non-empty text")
-    return value.strip()
-
-
 def _identifier(value: Any) -> str:
-    if not _ID.match(str(value)):
+    if not isinstance(value, str) or not _ID.match(value):
         raise ValueError("must be lower-case letters, digits, '.', '_' or '-'")
-    return str(value)
+    return value
 
 
-def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
-    """Validate a parsed ``challenge.yaml`` mapping; raise :class:`SpecError` listing all problems."""
-    c = _Checker(data)
+def _fraction(value: Any) -> float:
+    f = finite(value)
+    if not 0.0 < f < 1.0:
+        raise ValueError("must lie strictly between 0 and 1")
+    return f
+
+
+def _metric_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ValueError("must be a list such as [sbd, abs_dic], not a single text")
+    if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
+        raise ValueError("must be a list of metric names")
+    return tuple(dict.fromkeys(x.strip() for x in value))
+
+
+_TOP = ("id", "title", "type", "interface", "container", "resources", "metrics", "leaderboard", "phases",
+        "submission", "teams", "logs")
+
+
+def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
+               marks: dict[str, tuple[int, int]] | None = None,
+               problems: list[Problem] | None = None) -> ChallengeSpec:
+    """Validate a parsed ``challenge.yaml`` mapping; raise :class:`SpecError` listing all problems.
+
+    ``marks`` (key path -> line, column) and ``problems`` found while reading come from
+    :func:`jc_datalad.validation.read_yaml`.
+    """
+    c = Checker(data, marks, problems or ())
+    if not isinstance(data, dict):  # nothing else can be checked
+        raise SpecError(source, c.problems)
     top = c.data
-    c.unknown(
-        top,
-        "",
-        {"id", "title", "type", "interface", "container", "resources", "metrics",
-         "leaderboard", "phases", "submission", "teams", "logs"},
-    )
+    c.unknown(top, "", _TOP)
     cid = c.get(top, "id", _identifier, "a short id such as 'bacteria-2026'")
     title = c.get(top, "title", _text, "a human-readable title")
     ctype = c.get(top, "type", _choice(tuple(t.value for t in ChallengeType)), "the challenge type")
@@ -355,52 +315,25 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
     else:
         c.problem("container", container_section, "must be a mapping like {name: jc-env}")
 
-    res = c.section("resources", required=False)
-    c.unknown(res, "resources", {"time", "memory", "cpus", "gpus", "output", "processes", "evaluation_time"})
-    d = Resources()
-    time_s = c.get(res, "resources.time", parse_duration, "a duration such as 30m", d.time_s)
-    evaluation_time_s = c.get(res, "resources.evaluation_time", parse_duration,
-                              "a duration such as 2h for all steps together (default: time x 4)", 0)
-    if time_s and evaluation_time_s and evaluation_time_s < time_s:
-        c.problem("resources.evaluation_time", res.get("evaluation_time"),
-                  "must be at least resources.time (it bounds all steps together)")
-    resources = Resources(
-        time_s=time_s or d.time_s,
-        evaluation_time_s=evaluation_time_s or 0,
-        memory_bytes=c.get(res, "resources.memory", parse_size, "a size such as 4G", d.memory_bytes),
-        cpus=c.get(res, "resources.cpus", _nonneg_int, "a whole number of CPUs", d.cpus),
-        gpus=c.get(res, "resources.gpus", _nonneg_int, "a whole number of GPUs", d.gpus),
-        output_bytes=c.get(res, "resources.output", parse_size, "a size such as 1G", d.output_bytes),
-        processes=c.get(res, "resources.processes", _nonneg_int, "a process limit", d.processes),
-    )
+    resources = _parse_resources(c, c.section("resources", required=False))
 
     met = c.section("metrics")
     c.unknown(met, "metrics", {"scorer", "primary", "direction", "columns"})
     scorer = c.get(met, "metrics.scorer", _text, "the scorer name, see `jc score --help`")
     primary = c.get(met, "metrics.primary", _text, "the metric that ranks the leaderboard")
     direction = c.get(met, "metrics.direction", _choice(("max", "min")), "max or min", "max")
-    columns_raw = met.get("columns", [primary] if primary else [])
-    if not isinstance(columns_raw, list) or not all(isinstance(x, str) for x in columns_raw):
-        c.problem("metrics.columns", columns_raw, "must be a list of metric names")
-        columns_raw = []
-    columns = tuple(columns_raw)
+    columns: tuple[str, ...] = c.get(met, "metrics.columns", _metric_list, "the metrics shown on the leaderboard",
+                                     (primary,) if primary else ()) or ()
     if primary and columns and primary not in columns:
         columns = (primary, *columns)
     if scorer:
-        _check_scorer(c, scorer, columns)
+        _check_metrics(c, scorer, primary, columns)
 
     lb = c.section("leaderboard", required=False)
     c.unknown(lb, "leaderboard", {"public_fraction", "seed"})
-
-    def _fraction(value: Any) -> float:
-        f = float(value)
-        if not 0.0 < f < 1.0:
-            raise ValueError("must lie strictly between 0 and 1")
-        return f
-
     leaderboard = Leaderboard(
         public_fraction=c.get(lb, "leaderboard.public_fraction", _fraction, "a fraction such as 0.3", 0.3),
-        seed=c.get(lb, "leaderboard.seed", _nonneg_int, "a whole-number seed", 0),
+        seed=c.get(lb, "leaderboard.seed", whole(0, 2**63 - 1), "a whole-number seed", 0),
     )
 
     phases = _parse_phases(c, top.get("phases"))
@@ -418,7 +351,6 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
     teams = TeamRules(
         merge_deadline=c.get(tm, "teams.merge_deadline", _parse_time, "an ISO date or time (UTC)", None),
     )
-
     logs = c.get(top, "logs", _choice(tuple(v.value for v in LogVisibility)),
                  "who reads the logs of steps run on hidden data", LogVisibility.ORGANIZERS.value)
 
@@ -440,21 +372,72 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE) -> ChallengeSpec:
     )
 
 
-def _check_scorer(c: _Checker, scorer: str, columns: tuple[str, ...]) -> None:
+def _parse_resources(c: Checker, res: dict[str, Any]) -> Resources:
+    c.unknown(res, "resources", {"time", "memory", "cpus", "gpus", "output", "processes", "evaluation_time"})
+    d = Resources()
+    time_s = c.get(res, "resources.time", parse_duration, "a duration such as 30m", d.time_s)
+    evaluation_time_s = c.get(res, "resources.evaluation_time", parse_duration,
+                              "a duration such as 2h for all steps together (default: time x 4)", 0)
+    if time_s and evaluation_time_s and evaluation_time_s < time_s:
+        c.problem("resources.evaluation_time", res.get("evaluation_time"),
+                  "must be at least resources.time (it bounds all steps together)")
+    return Resources(
+        time_s=time_s or d.time_s,
+        evaluation_time_s=evaluation_time_s or 0,
+        memory_bytes=c.get(res, "resources.memory", parse_size, "a size such as 4G", d.memory_bytes),
+        cpus=c.get(res, "resources.cpus", whole(1, 1024), "a whole number of CPUs", d.cpus),
+        gpus=c.get(res, "resources.gpus", whole(0, 64), "a whole number of GPUs", d.gpus),
+        output_bytes=c.get(res, "resources.output", parse_size, "a size such as 1G", d.output_bytes),
+        processes=c.get(res, "resources.processes", whole(1, 100_000), "a process limit", d.processes),
+    )
+
+
+def _reported_metrics(scorer: str) -> tuple[str, ...]:
+    """Metric names ``scorer`` is known to report (for suggestions; the check is :func:`scorers.describe`)."""
+    from scorers import registry
+
+    own = getattr(registry, "_BY_SCORER", {}).get(scorer)
+    return tuple(own) if own else (scorer, "n_items")
+
+
+def _check_metrics(c: Checker, scorer: str, primary: str | None, columns: tuple[str, ...]) -> None:
+    """The scorer exists and reports every named metric (a typo would score nan for everyone)."""
     import scorers
 
-    if scorer not in scorers.names():
-        c.problem("metrics.scorer", scorer, f"unknown scorer; known: {', '.join(scorers.names())}")
+    known = sorted({*scorers.names(), *scorers.folder_scorers()})
+    if scorer not in known:
+        c.problem("metrics.scorer", scorer, f"unknown scorer{suggest(scorer, known)} (known: {', '.join(known)})")
+        return
+    folder = scorer in scorers.folder_scorers()
+
+    def reports(metric: str) -> bool:
+        if folder:
+            return scorers.describe(metric, scorer) is not None
+        return metric in (scorer, "n_items")  # a single metric, averaged over files
+
+    reported = _reported_metrics(scorer)
+    hint = f"; {scorer} reports {', '.join(reported)}" + (" and per-threshold names such as ap50, f1_50"
+                                                           if scorer == "instance_segmentation" else "")
+    if primary and not reports(primary):
+        c.problem("metrics.primary", primary,
+                  f"scorer {scorer} reports no such metric{suggest(primary, reported)}{hint}")
+    raw = c.data.get("metrics", {}).get("columns") if isinstance(c.data.get("metrics"), dict) else None
+    for i, column in enumerate(columns):
+        if column != primary and not reports(column):
+            where = f"metrics.columns[{raw.index(column)}]" if isinstance(raw, list) and column in raw else \
+                f"metrics.columns[{i}]"
+            c.problem(where, column, f"scorer {scorer} reports no such metric{suggest(column, reported)}{hint}")
 
 
-def _parse_phases(c: _Checker, raw: Any) -> tuple[Phase, ...]:
+def _parse_phases(c: Checker, raw: Any) -> tuple[Phase, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        c.problem("phases", raw, "must be a list of phases")
+        c.problem("phases", raw, "must be a list of phases, one '- name: ...' entry each")
         return ()
     phases = []
     names: set[str] = set()
+    count = whole(0, MAX_COUNT)
     for i, item in enumerate(raw):
         where = f"phases[{i}]"
         if not isinstance(item, dict):
@@ -465,9 +448,9 @@ def _parse_phases(c: _Checker, raw: Any) -> tuple[Phase, ...]:
         start = c.get(item, f"{where}.start", _parse_time, "an ISO date or time (UTC)")
         end = c.get(item, f"{where}.end", _parse_time, "an ISO date or time (UTC)")
         split = c.get(item, f"{where}.split", _identifier, "the hidden split evaluated in this phase")
-        per_day = c.get(item, f"{where}.per_day", _nonneg_int, "submissions per team and UTC day", None)
-        total = c.get(item, f"{where}.total", _nonneg_int, "submissions per team in this phase", None)
-        select = c.get(item, f"{where}.select", _nonneg_int, "submissions a team may select", 1)
+        per_day = c.get(item, f"{where}.per_day", count, "submissions per team and UTC day", None)
+        total = c.get(item, f"{where}.total", count, "submissions per team in this phase", None)
+        select = c.get(item, f"{where}.select", whole(0, 1000), "submissions a team may select", 1)
         if start and end and end <= start:
             c.problem(f"{where}.end", str(end), "must be after the start")
         if name in names:
@@ -484,11 +467,10 @@ def load_spec(path: Path | str) -> ChallengeSpec:
     if path.is_dir():
         path = path / SPEC_FILE
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JcError(f"{path}: not found; create it with `jc challenge new`") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(path, [Problem("(syntax)", str(exc).splitlines()[0], "fix the YAML syntax")]) from None
-    return parse_spec(data, path)
+        doc = read_yaml(path, missing="create it with `jc challenge new`")
+    except InputError as exc:
+        raise SpecError(path, exc.problems) from None
+    if doc.data is None and not doc.problems:
+        raise SpecError(path, [Problem("(top level)", None, "the file is empty: write the challenge's keys "
+                                                            "(see docs/organizers.md)")])
+    return parse_spec(doc.data, path, marks=doc.marks, problems=doc.problems)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from jc_datalad.config import TEAMS_FILE, Team, load_teams, save_teams
+from jc_datalad.config import TEAMS_FILE, Team, TeamsFile, read_teams, save_teams, valid_team_name
 from jc_datalad.errors import JcError
 from jc_datalad.gitutil import ensure_identity
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 def _file(teams_file: Path) -> Path:
@@ -51,36 +48,75 @@ def add_team(
     dataset the change is saved. ``keys`` are SSH public keys, inline or as files.
     """
     ensure_identity()
-    if not _NAME.match(name) or "--" in name:
+    if not valid_team_name(name):
         raise JcError(f"team name {name!r}: use letters, digits, '.', '_' or single '-' (at most 63)")
+    if not repository.strip():
+        raise JcError(f"team {name}: give its own submission repository (URL or path) with --repository")
     teams_file = _file(teams_file)
-    teams = load_teams(teams_file)
+    teams = _editable(read_teams(teams_file, missing_ok=True), name)
     old = teams.get(name)
-    normalized = tuple(dict.fromkeys([*(old.keys if old else ()), *(read_key(k) for k in keys)]))
+    # registering again replaces a malformed key (it signs nothing) and keeps the good ones
+    kept = [k for k in (old.keys if old else ()) if _well_formed(k)]
+    normalized = tuple(dict.fromkeys([*kept, *(read_key(k) for k in keys)]))
     teams[name] = Team(name=name, repository=repository,
                        members=tuple(dict.fromkeys([*(old.members if old else ()), *members])),
                        keys=normalized, merged_into=old.merged_into if old else None)
-    problems = check_teams(teams)
+    problems = [p for p in check_teams(teams) if name in p.split(":", 1)[0].split()]
     if problems:
         raise JcError(f"{teams_file}: " + "; ".join(problems))
     return _save(teams_file, teams, f"Register team {name}")
 
 
+def _well_formed(key: str) -> bool:
+    from jc_datalad.signing import normalize_key
+
+    try:
+        normalize_key(key)
+    except JcError:
+        return False
+    return True
+
+
+def _editable(found: TeamsFile, name: str | None = None) -> dict[str, Team]:
+    """The teams of a file that can be rewritten without losing an entry.
+
+    A suspended entry (see :func:`jc_datalad.config.read_teams`) cannot be written back as
+    it was, so editing waits until it is fixed by hand; the entry being replaced excepted.
+    """
+    lost = sorted(found.suspended - {name})
+    if lost:
+        problems = "; ".join(f"{p.where + ': ' if p.where else ''}{p}" for n in lost for p in found.by_team[n])
+        raise JcError(f"{found.path}: fix the entries of {', '.join(lost)} first (`jc team check` lists every "
+                      f"problem): {problems}")
+    return dict(found.teams)
+
+
 def check_teams(teams: dict[str, Team]) -> list[str]:
-    """Every problem of a set of teams: names, shared repositories or keys, merge targets."""
+    """Every problem of a set of teams: names, shared repositories or keys, merge targets.
+
+    Each problem starts with ``team NAME`` (or names both teams) before its first colon.
+    """
+    from jc_datalad.signing import normalize_key
+
     problems = []
     repos: dict[str, str] = {}
     keys: dict[str, str] = {}
     for team in sorted(teams.values(), key=lambda t: t.name):
-        if not _NAME.match(team.name) or "--" in team.name:
+        if not valid_team_name(team.name):
             problems.append(f"team {team.name!r}: invalid name")
+        for key in team.keys:
+            try:
+                normalize_key(key)
+            except JcError as exc:
+                problems.append(f"team {team.name}: {exc}")
         if team.repository in repos:
-            problems.append(f"{team.repository}: repository of both {repos[team.repository]} and {team.name}; "
-                            "every team needs its own repository")
+            problems.append(f"teams {repos[team.repository]} {team.name}: repository {team.repository} of "
+                            "both; every team needs its own repository")
         repos[team.repository] = team.name
         for key in team.keys:
             if key in keys:
-                problems.append(f"a key of team {team.name} is also registered for team {keys[key]}")
+                problems.append(f"teams {keys[key]} {team.name}: a key of team {team.name} is also "
+                                f"registered for team {keys[key]}")
             keys[key] = team.name
         if team.merged_into:
             target = teams.get(team.merged_into)
@@ -108,7 +144,7 @@ def merge_teams(
         raise JcError(f"merging {other} into {into} refused: the merge deadline "
                       f"{deadline.isoformat()} has passed (now {now.isoformat(timespec='seconds')})")
     teams_file = _file(teams_file)
-    teams = load_teams(teams_file)
+    teams = _editable(read_teams(teams_file))
     for name in (into, other):
         if name not in teams:
             raise JcError(f"team {name!r} is not registered in {teams_file}")

@@ -12,6 +12,7 @@ from jc_datalad.errors import JcError
 from jc_datalad.signing import (
     SignatureCheck,
     key_fingerprint,
+    key_problems,
     normalize_key,
     verify_commit,
     verify_tag,
@@ -258,14 +259,76 @@ def test_allowed_signers_file(tmp_path, keys, registry):
     assert lines[2].endswith(normalize_key(_pub(keys["beta"])))
 
 
-def test_key_of_two_teams_is_refused(tmp_path, repo, keys, registry):
+def test_key_of_two_teams_signs_for_neither(tmp_path, repo, keys, registry):
     shared = {**registry, "gamma": [_pub(keys["alpha1"])]}
-    with pytest.raises(JcError, match="both team alpha and team gamma"):
-        write_allowed_signers(tmp_path / "signers", shared)
-    with pytest.raises(JcError, match="both team alpha and team gamma"):
-        _check(repo, _commit(repo, keys["alpha1"]), "alpha", shared)
+    problems = key_problems(shared)
+    assert set(problems) == {"alpha", "gamma"}
+    assert "both team alpha and team gamma" in problems["alpha"][0]
+    text = write_allowed_signers(tmp_path / "signers", shared).read_text()
+    assert normalize_key(_pub(keys["alpha1"])) not in text
+    assert normalize_key(_pub(keys["alpha2"])) in text and normalize_key(_pub(keys["beta"])) in text
+    check = _check(repo, _commit(repo, keys["alpha1"]), "alpha", shared)
+    assert not check.ok and "both team alpha and team gamma" in check.reason
+    # alpha's other key and team beta are unaffected
+    assert _check(repo, _commit(repo, keys["alpha2"]), "alpha", shared).ok
+    assert _check(repo, _commit(repo, keys["beta"]), "beta", shared).ok
 
 
 def test_team_name_must_be_a_safe_principal(tmp_path, keys):
-    with pytest.raises(JcError, match="cannot be a signing principal"):
-        write_allowed_signers(tmp_path / "signers", {"a*": [_pub(keys["beta"])]})
+    assert "cannot be a signing principal" in key_problems({"a*": [_pub(keys["beta"])]})["a*"][0]
+    assert write_allowed_signers(tmp_path / "signers", {"a*": [_pub(keys["beta"])]}).read_text() == ""
+
+
+MALFORMED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMZ5 gamma@laptop"
+
+
+def test_one_malformed_key_affects_only_its_team(repo, keys, registry):
+    """A truncated key in gamma's registration: alpha and beta keep verifying, gamma is told why."""
+    with_bad = {**registry, "gamma": [MALFORMED]}
+    assert list(key_problems(with_bad)) == ["gamma"]
+    assert _check(repo, _commit(repo, keys["alpha1"]), "alpha", with_bad).ok
+    assert _check(repo, _commit(repo, keys["beta"]), "beta", with_bad).ok
+    check = _check(repo, _commit(repo, keys["stranger"]), "gamma", with_bad)
+    assert not check.ok
+    assert "team gamma's registration has a key problem" in check.reason
+    assert "not a valid SSH public key" in check.reason
+
+
+def test_malformed_key_in_teams_yaml_rejects_only_that_team_at_admission(tmp_path, keys):
+    """teams.yaml with a truncated key for gamma: admission admits alpha and beta, rejects gamma with the reason."""
+    from jc_datalad.admission import Candidate, decide
+    from jc_datalad.config import RunnerConfig, load_teams, read_teams
+    from jc_datalad.spec import parse_spec
+
+    repos = {}
+    for team, key in (("alpha", keys["alpha1"]), ("beta", keys["beta"]), ("gamma", keys["stranger"])):
+        repos[team] = tmp_path / team
+        repos[team].mkdir()
+        _git(repos[team], "init", "-q", "-b", "main")
+        _commit(repos[team], key, "predictions")
+    teams_yaml = tmp_path / "teams.yaml"
+    teams_yaml.write_text(
+        "teams:\n"
+        f"  alpha:\n    repository: {repos['alpha']}\n    keys: ['{_pub(keys['alpha1']).strip()}']\n"
+        f"  beta:\n    repository: {repos['beta']}\n    keys: ['{_pub(keys['beta']).strip()}']\n"
+        f"  gamma:\n    repository: {repos['gamma']}\n    keys: ['{MALFORMED}']\n")
+    found = read_teams(teams_yaml)
+    assert list(found.by_team) == ["gamma"] and not found.suspended
+    problem = found.by_team["gamma"][0]
+    assert (problem.key, problem.line) == ("teams.gamma.keys[0]", 10)
+    teams = load_teams(teams_yaml)
+    assert sorted(teams) == ["alpha", "beta", "gamma"]
+
+    config = RunnerConfig(path=tmp_path / "runner.yaml", challenge=tmp_path, private=tmp_path,
+                          results=tmp_path / "results", work=tmp_path / "work")
+    spec = parse_spec({"id": "c", "title": "C", "type": "results", "container": {"name": "jc-env"},
+                       "interface": {"inputs": "inputs/test", "outputs": "predictions", "format": "csv"},
+                       "metrics": {"scorer": "regression", "primary": "r2"}, "submission": {"signed": True}})
+    candidates = [Candidate(teams[name], _git(repos[name], "rev-parse", "HEAD"), ("main",)) for name in teams]
+    seen = {(c.team.name, c.commit): {"first_seen": "2027-01-15T12:00:00.000000Z"} for c in candidates}
+    decisions = {d.team: d for d in decide(candidates, config=config, spec=spec, teams=teams, seen=seen,
+                                           records=[], overrides=[], done=set())}
+    assert decisions["alpha"].admitted and decisions["beta"].admitted
+    assert not decisions["gamma"].admitted
+    assert "team gamma's registration has a key problem" in decisions["gamma"].reason
+    assert "not a valid SSH public key" in decisions["gamma"].reason
