@@ -9,13 +9,15 @@ its inputs first and raises :class:`ScorerError` naming what is wrong.
 <function symmetric_best_dice at ...>
 
 Folder scoring for the runner: :func:`score_folder` returns a
-:class:`FolderScore` record with aggregate and per-file metrics and errors.
+:class:`FolderScore` record with aggregate and per-file metrics and errors;
+:func:`score_parts` adds the public and private parts. ``python -m
+scorers.sealed`` runs it as a process of its own, for the runner's sandbox.
 """
 
 from ._version import __version__
 from .classification import accuracy, balanced_accuracy, f1, roc_auc
 from .errors import ScorerError
-from .folder import FolderScore, ItemScore, folder_scorers, score_folder
+from .folder import FolderScore, ItemScore, PartsScore, folder_scorers, score_folder, score_parts
 from .instance import (
     IOU_THRESHOLDS,
     InstanceScore,
@@ -45,6 +47,7 @@ __all__ = [
     "LabelOverlap",
     "LegacyScore",
     "Matching",
+    "PartsScore",
     "ScorerError",
     "__version__",
     "abs_dic",
@@ -79,6 +82,7 @@ __all__ = [
     "roc_auc",
     "score_folder",
     "score_instances",
+    "score_parts",
     "summarize_instances",
     "symmetric_best_dice",
 ]

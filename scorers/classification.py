@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._validate import as_1d_labels, as_finite, same_length
 from .errors import ScorerError
 
-__all__ = ["accuracy", "balanced_accuracy", "f1", "roc_auc"]
+__all__ = ["accuracy", "balanced_accuracy", "f1", "class_labels", "roc_auc"]
 
 
 def _pair(truth: ArrayLike, prediction: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
@@ -37,6 +37,77 @@ def _pair(truth: ArrayLike, prediction: ArrayLike) -> tuple[NDArray[Any], NDArra
             "use the same label type (e.g. 'M'/'F' or 0/1) in both"
         )
     return t, p
+
+
+def class_labels(truth: ArrayLike, prediction: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Truth and predicted class labels of one comparable type, or a clear refusal.
+
+    Tables give numbers or text: a prediction column written ``1.0, 0.0`` reads
+    as floats against the truth's integers, and must compare equal to ``1, 0``;
+    a column of probabilities or scores (``0.73``) is not a class label and is
+    refused rather than scored as all wrong. Numbers against text are refused too.
+
+    Parameters
+    ----------
+    truth, prediction : array_like
+        1-D class labels: integers, bools, integral floats or strings.
+
+    Returns
+    -------
+    tuple of ndarray
+        Both as int64 when both are numeric, else both as strings.
+
+    Raises
+    ------
+    ScorerError
+        Naming the first non-integral prediction (probabilities where classes
+        are expected), NaN, or numbers where the truth has text (or back).
+    """
+    t = _as_class_array(truth, "truth")
+    p = _as_class_array(prediction, "prediction")
+    same_length(("truth", t), ("prediction", p))
+    t_text, p_text = t.dtype.kind in "US", p.dtype.kind in "US"
+    if t_text and p_text:
+        return t.astype(str), p.astype(str)
+    if t_text != p_text:
+        text, numbers = ("truth", "prediction") if t_text else ("prediction", "truth")
+        example = (t if t_text else p)[0]
+        raise ScorerError(
+            f"prediction: class labels are numbers in the {numbers} but text in the {text} "
+            f"(e.g. {str(example)[:40]!r}); write the truth's class labels"
+        )
+    return _integral(t, "truth"), _integral(p, "prediction")
+
+
+def _as_class_array(value: ArrayLike, name: str) -> NDArray[Any]:
+    arr = np.asarray(value)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ScorerError(f"{name}: class labels must be a non-empty 1-D array, got shape {arr.shape}")
+    if arr.dtype == object:
+        arr = arr.astype(str)
+    if arr.dtype.kind not in "biufUS":
+        raise ScorerError(f"{name}: class labels must be integers, bools or strings, got {arr.dtype}")
+    return arr
+
+
+def _integral(arr: NDArray[Any], name: str) -> NDArray[np.int64]:
+    if arr.dtype.kind != "f":
+        return arr.astype(np.int64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise ScorerError(f"{name}: class labels contain NaN or infinite values")
+    fractional = np.flatnonzero(arr != np.round(arr))
+    if len(fractional):
+        first = float(arr[fractional[0]])
+        kind = "probabilities" if ((arr >= 0) & (arr <= 1)).all() else "scores"
+        raise ScorerError(
+            f"{name}: {len(fractional)} value(s) are not whole numbers (first {first:g} at row "
+            f"{int(fractional[0])}); they look like {kind}, but class labels are expected: "
+            "write the predicted class (e.g. 0 or 1), not a probability"
+        )
+    if np.abs(arr).max() >= 2**62:
+        raise ScorerError(f"{name}: class labels are too large to be class numbers")
+    return arr.astype(np.int64)
 
 
 def accuracy(truth: ArrayLike, prediction: ArrayLike) -> float:

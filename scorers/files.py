@@ -1,52 +1,91 @@
 """Reading prediction and truth files, with one clear reason per bad file.
 
-Label images are TIFF (``.tif``/``.tiff``, read with tifffile), tables are CSV
-(read with pandas). Every reader raises :class:`ItemError` with a message that
-names what is wrong and how to fix it; the folder scorer turns it into a
-per-item error, so one bad file never stops the others.
+Label images are TIFF (``.tif``/``.tiff``), read by :mod:`scorers.tiff`, which
+reads the one file given and never a file it names; tables are CSV, read by
+pandas from bytes this module read itself, with bounds on bytes, rows and
+columns. Prediction files are opened without following symlinks; only truth
+files (``trusted=True``, e.g. annexed labels) may be links. Every reader raises
+:class:`ItemError` with a message that names what is wrong and how to fix it;
+the folder scorer turns it into a per-item error, so one bad file never stops
+the others.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import tifffile
 from numpy.typing import NDArray
 
-__all__ = ["ItemError", "LABEL_DTYPES", "read_labels", "read_mask", "read_table", "table_column"]
+from .tiff import MAX_IMAGE_BYTES, ReadError, open_regular, read_tiff
+
+__all__ = [
+    "LABEL_DTYPES",
+    "MAX_TABLE_BYTES",
+    "MAX_TABLE_COLUMNS",
+    "MAX_TABLE_ROWS",
+    "ItemError",
+    "read_labels",
+    "read_mask",
+    "read_table",
+    "table_column",
+]
 
 #: dtypes accepted for label images.
 LABEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.int32)
+#: Bounds on one CSV table: bytes, data rows, columns.
+MAX_TABLE_BYTES = 64 * 2**20
+MAX_TABLE_ROWS = 1_000_000
+MAX_TABLE_COLUMNS = 1_000
 
 
 class ItemError(Exception):
     """One file cannot be scored; the message says why and what to do."""
 
 
-def _read_tiff(path: Path) -> NDArray[Any]:
+def _read_tiff(
+    path: Path, *, trusted: bool, expect_shape: tuple[int, ...] | None, check_dtype: Any, max_bytes: int
+) -> NDArray[Any]:
     try:
-        arr = tifffile.imread(path)
-    except Exception as exc:  # tifffile raises many types on corrupt files
-        raise ItemError(
-            f"unreadable as TIFF ({type(exc).__name__}: {exc}); write it with tifffile.imwrite"
-        ) from exc
-    if not isinstance(arr, np.ndarray):
-        raise ItemError("unreadable as TIFF: no image data")
-    return arr
+        return read_tiff(path, max_bytes=max_bytes, expect_shape=expect_shape, check_dtype=check_dtype,
+                         follow_links=trusted)
+    except ReadError as exc:
+        raise ItemError(str(exc)) from exc
 
 
-def read_labels(path: Path) -> NDArray[Any]:
-    """Read a label image or time-lapse stack, shape (H, W) or (T, H, W)."""
-    arr = _read_tiff(path)
-    if arr.dtype.type not in LABEL_DTYPES:
-        hint = " (labels must be whole numbers)" if arr.dtype.kind in "fc" else ""
-        raise ItemError(
-            f"dtype {arr.dtype} is not a label type{hint}; save labels as uint16 "
+def _label_dtype(dtype: np.dtype[Any]) -> None:
+    if dtype.type not in LABEL_DTYPES:
+        hint = " (labels must be whole numbers)" if dtype.kind in "fc" else ""
+        raise ReadError(
+            f"dtype {dtype} is not a label type{hint}; save labels as uint16 "
             "(uint8, uint32 and int32 are accepted too)"
         )
+
+
+def _mask_dtype(dtype: np.dtype[Any]) -> None:
+    if dtype.kind not in "biu":
+        raise ReadError(f"dtype {dtype} is not a mask type; save masks as uint8 0/1")
+
+
+def read_labels(
+    path: Path,
+    *,
+    expect_shape: tuple[int, ...] | None = None,
+    trusted: bool = False,
+    max_bytes: int = MAX_IMAGE_BYTES,
+) -> NDArray[Any]:
+    """Read a label image or time-lapse stack, shape (H, W) or (T, H, W).
+
+    ``expect_shape`` (the truth's) and ``max_bytes`` are checked before any pixel is
+    decoded; ``trusted`` lets a truth file be a symlink (annexed labels).
+    """
+    arr = _read_tiff(path, trusted=trusted, expect_shape=expect_shape, check_dtype=_label_dtype,
+                     max_bytes=max_bytes)
     if arr.ndim not in (2, 3):
         raise ItemError(
             f"shape {arr.shape} is neither an image (H, W) nor a stack (T, H, W)"
@@ -58,11 +97,16 @@ def read_labels(path: Path) -> NDArray[Any]:
     return arr
 
 
-def read_mask(path: Path) -> NDArray[np.bool_]:
+def read_mask(
+    path: Path,
+    *,
+    expect_shape: tuple[int, ...] | None = None,
+    trusted: bool = False,
+    max_bytes: int = MAX_IMAGE_BYTES,
+) -> NDArray[np.bool_]:
     """Read a binary mask (bool or integer 0/1), shape (H, W) or (T, H, W)."""
-    arr = _read_tiff(path)
-    if arr.dtype != bool and arr.dtype.kind not in "iu":
-        raise ItemError(f"dtype {arr.dtype} is not a mask type; save masks as uint8 0/1")
+    arr = _read_tiff(path, trusted=trusted, expect_shape=expect_shape, check_dtype=_mask_dtype,
+                     max_bytes=max_bytes)
     if arr.ndim not in (2, 3) or arr.size == 0:
         raise ItemError(f"shape {arr.shape} is neither an image (H, W) nor a stack (T, H, W)")
     if arr.dtype != bool and not np.isin(arr, (0, 1)).all():
@@ -70,12 +114,52 @@ def read_mask(path: Path) -> NDArray[np.bool_]:
     return arr.astype(bool)
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV whose first column is a unique item id."""
+def _table_text(path: Path, trusted: bool, max_bytes: int) -> str:
     try:
-        frame = pd.read_csv(path)
+        with open_regular(path, follow_links=trusted) as fh:
+            raw = fh.read(max_bytes + 1)
+    except ReadError as exc:
+        raise ItemError(str(exc)) from exc
+    if len(raw) > max_bytes:
+        raise ItemError(f"is larger than the {max_bytes}-byte bound for a table; write one row per item")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ItemError(
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the table as UTF-8"
+        ) from exc
+
+
+def read_table(
+    path: Path,
+    *,
+    trusted: bool = False,
+    max_bytes: int = MAX_TABLE_BYTES,
+    max_rows: int = MAX_TABLE_ROWS,
+    max_columns: int = MAX_TABLE_COLUMNS,
+) -> pd.DataFrame:
+    """Read a CSV whose first column is a unique item id, within bounds on bytes, rows and columns.
+
+    pandas parses text this function read from the one file (never a path or URL
+    it could resolve); the header's width is checked before parsing.
+    """
+    text = _table_text(path, trusted, max_bytes)
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as exc:
+        raise ItemError(f"unreadable as CSV (header: {exc})") from exc
+    if len(header) > max_columns:
+        raise ItemError(f"has {len(header)} columns, over the bound of {max_columns}; write an id and "
+                        "the value columns only")
+    try:
+        with warnings.catch_warnings():
+            # a row longer than the header: pandas would drop its extra fields with a warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), nrows=max_rows + 1, index_col=False, engine="c")
     except Exception as exc:  # pandas raises parser, encoding and empty-data errors
         raise ItemError(f"unreadable as CSV ({type(exc).__name__}: {exc})") from exc
+    if len(frame) > max_rows:
+        raise ItemError(f"has more than {max_rows} rows; write one row per item")
     if frame.shape[1] < 2:
         raise ItemError(
             f"needs an id column and at least one value column, found columns {list(frame.columns)}"

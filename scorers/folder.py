@@ -10,9 +10,8 @@ scorer or option, broken truth file) raises :class:`ScorerError`.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,88 +23,11 @@ from .errors import ScorerError
 from .files import ItemError, align, read_labels, read_mask, read_table, table_column
 from .registry import get as get_metric
 from .registry import names as metric_names
+from .results import FolderScore, ItemScore, Metrics, PartsScore, clean
 
-__all__ = ["FolderScore", "ItemScore", "folder_scorers", "score_folder"]
+__all__ = ["FolderScore", "ItemScore", "PartsScore", "folder_scorers", "score_folder", "score_parts"]
 
 log = logging.getLogger(__name__)
-
-Metrics = dict[str, float | None]
-
-
-def _clean(value: Any) -> float | None:
-    """A JSON-safe number: NaN and inf become None."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-@dataclass(frozen=True)
-class ItemScore:
-    """The score of one file, or why it could not be scored.
-
-    Attributes
-    ----------
-    name : str
-        File name, e.g. ``"img_003.tif"``.
-    metrics : dict
-        Metric name -> value (None where undefined); empty on error.
-    error : str or None
-        Human-readable reason the file could not be scored.
-    """
-
-    name: str
-    metrics: Metrics = field(default_factory=dict)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {
-            "name": self.name,
-            "metrics": {k: _clean(v) for k, v in self.metrics.items()},
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class FolderScore:
-    """The record the runner stores for one scored submission.
-
-    Attributes
-    ----------
-    scorer : str
-        Folder scorer or metric name.
-    version : str
-        ``scorers.__version__`` that computed it.
-    metrics : dict
-        Aggregate metrics over the items that could be scored.
-    items : tuple of ItemScore
-        One per expected file, in name order.
-    errors : tuple of str
-        Every per-file problem, including unexpected extra files.
-    """
-
-    scorer: str
-    version: str
-    metrics: Metrics
-    items: tuple[ItemScore, ...]
-    errors: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when every expected file was scored and nothing was extra."""
-        return not self.errors
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (NaN and inf become None)."""
-        return {
-            "scorer": self.scorer,
-            "version": self.version,
-            "ok": self.ok,
-            "metrics": {k: _clean(v) for k, v in self.metrics.items()},
-            "items": [item.to_dict() for item in self.items],
-            "errors": list(self.errors),
-        }
 
 
 @dataclass(frozen=True)
@@ -118,9 +40,9 @@ class _Kind:
     aggregate: Callable[[Sequence[Any], Mapping[str, Any]], Metrics]
 
 
-def _truth(read: Callable[[Path], Any], path: Path) -> Any:
+def _truth(read: Callable[..., Any], path: Path) -> Any:
     try:
-        return read(path)
+        return read(path, trusted=True)
     except ItemError as exc:
         raise ScorerError(f"truth file {path}: {exc}; the hidden data set is broken") from exc
 
@@ -142,7 +64,7 @@ def _frames(arr: Any) -> list[Any]:
 
 def _instance_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
     t = _truth(read_labels, tp)
-    p = read_labels(pp)
+    p = read_labels(pp, expect_shape=t.shape)
     _same_shape(t, p)
     kw = {k: opts[k] for k in ("thresholds", "legacy_cvppp") if k in opts}
     scores = [instance.score_instances(a, b, **kw) for a, b in zip(_frames(t), _frames(p), strict=True)]
@@ -175,7 +97,7 @@ _MASK_METRICS = {
 
 def _mask_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
     t = _truth(read_mask, tp)
-    p = read_mask(pp)
+    p = read_mask(pp, expect_shape=t.shape)
     _same_shape(t, p)
     empty = float(opts.get("empty", 1.0))
     out: Metrics = {name: fn(t, p, empty=empty) for name, fn in _MASK_METRICS.items()}
@@ -253,8 +175,10 @@ def _classification_metrics(t: np.ndarray, p: np.ndarray) -> Metrics:
 
 def _classification_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
     t, p = _pair_table(tp, pp, opts.get("column"), numeric=False)
-    if t.dtype.kind != p.dtype.kind:
-        t, p = t.astype(str), p.astype(str)
+    try:
+        t, p = classification.class_labels(t, p)
+    except ScorerError as exc:
+        raise ItemError(str(exc)) from exc
     return _classification_metrics(t, p), (t, p)
 
 
@@ -321,7 +245,7 @@ def _metric_kind(name: str, tabular: bool) -> _Kind:
             extra = {k: v for k, v in opts.items() if k != "column"}
         else:
             t = _truth(read_labels, tp)
-            p = read_labels(pp)
+            p = read_labels(pp, expect_shape=t.shape)
             _same_shape(t, p)
             extra = dict(opts)
         try:
@@ -382,7 +306,46 @@ def score_folder(
         If the truth folder is missing or empty, the scorer or an option is
         unknown, a requested item has no truth file, or a truth file is broken.
     """
-    truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
+    kind, record, _payloads = _score_items(Path(pred_dir), Path(truth_dir), scorer, items, options)
+    return record
+
+
+def score_parts(
+    pred_dir: str | Path,
+    truth_dir: str | Path,
+    *,
+    scorer: str = "instance_segmentation",
+    items: Iterable[str],
+    public_items: Collection[str],
+    **options: Any,
+) -> PartsScore:
+    """Score every item once; aggregate the whole, its public part and its private part.
+
+    Parameters are those of :func:`score_folder`; ``public_items`` names the items of
+    the public part, the other ``items`` form the private part.
+
+    Raises
+    ------
+    ScorerError
+        As :func:`score_folder`.
+    """
+    wanted = list(items)
+    kind, record, payloads = _score_items(Path(pred_dir), Path(truth_dir), scorer, wanted, options)
+    public = set(public_items)
+    in_public = [payloads[n] for n in wanted if n in public and n in payloads]
+    in_private = [payloads[n] for n in wanted if n not in public and n in payloads]
+    private_part = any(n not in public for n in wanted)
+    return PartsScore(
+        whole=record,
+        public={k: clean(v) for k, v in kind.aggregate(in_public, options).items()},
+        private=({k: clean(v) for k, v in kind.aggregate(in_private, options).items()}
+                 if private_part else {}),
+    )
+
+
+def _score_items(
+    pred_dir: Path, truth_dir: Path, scorer: str, items: Iterable[str] | None, options: Mapping[str, Any]
+) -> tuple[_Kind, FolderScore, dict[str, Any]]:
     if not truth_dir.is_dir():
         raise ScorerError(f"truth folder {truth_dir} does not exist")
     if scorer in _KINDS:
@@ -419,7 +382,7 @@ def score_folder(
     )
     n_found = sum(name in every_pred for name in truths)
     results: list[ItemScore] = []
-    payloads: list[Any] = []
+    payloads: dict[str, Any] = {}
     errors: list[str] = []
     for name, truth_path in truths.items():
         if name not in every_pred:
@@ -440,17 +403,18 @@ def score_folder(
             results.append(ItemScore(name, {}, str(exc)))
             continue
         log.debug("scored %s", name)
-        results.append(ItemScore(name, {k: _clean(v) for k, v in metrics.items()}, None))
-        payloads.append(payload)
+        results.append(ItemScore(name, {k: clean(v) for k, v in metrics.items()}, None))
+        payloads[name] = payload
     for name in sorted(every_pred - expected_all):
         errors.append(
             f"{name}: unexpected file: no truth file has this name; "
             f"write only files named like the truth (e.g. {next(iter(truths))!r})"
         )
-    return FolderScore(
+    record = FolderScore(
         scorer=scorer,
         version=__version__,
-        metrics={k: _clean(v) for k, v in kind.aggregate(payloads, options).items()},
+        metrics={k: clean(v) for k, v in kind.aggregate(list(payloads.values()), options).items()},
         items=tuple(results),
         errors=tuple(errors),
     )
+    return kind, record, payloads
