@@ -18,19 +18,26 @@ import shutil
 import stat
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 import scorers
-from jc_datalad import __version__, launcher, sandbox
+from jc_datalad import __version__, launcher, logs, sandbox
 from jc_datalad.config import RunnerConfig, Team, default_cache_dir
 from jc_datalad.errors import JcError
-from jc_datalad.gitutil import annex_key_of_link, env_with_annex_on_path, git, git_out
-from jc_datalad.inspection import commits_between, inspect_submission, merge_base
+from jc_datalad.gitutil import annex_key_of_link, env_with_annex_on_path, git, git_out, printable
+from jc_datalad.inspection import (
+    AnnexLink,
+    commits_between,
+    inspect_submission,
+    merge_base,
+    verify_content,
+)
 from jc_datalad.provenance import (
+    MAX_RECORD_BYTES,
     ProvenanceError,
     RecordedStep,
     call_prefix_pattern,
@@ -42,7 +49,6 @@ from jc_datalad.spec import ChallengeSpec, load_spec
 
 lgr = logging.getLogger(__name__)
 
-LOG_LIMIT = 2**20
 
 
 class Refusal(JcError):
@@ -105,18 +111,12 @@ def _dataset_identity(path: Path) -> tuple[str, str]:
 
 
 def _sandbox_readable(path: Path) -> None:
-    """Make a staged tree readable by the sandbox user, and check it can reach it."""
+    """Make a staged tree readable by the sandbox's uids (they reach it through jc_datalad.nsexec,
+    wherever it lies)."""
     for dirpath, _dirnames, filenames in os.walk(path):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
-    if os.geteuid() == 0:
-        for parent in path.parents:
-            if not os.stat(parent).st_mode & stat.S_IXOTH:
-                raise JcError(
-                    f"{parent}: not reachable by the sandbox user (uid {sandbox.SANDBOX_UID}); "
-                    f"put the runner's work folder elsewhere or `chmod o+x {parent}`"
-                )
 
 
 def stage_hidden(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Hidden:
@@ -200,6 +200,7 @@ class _Job:
     stages: _Stages = field(default_factory=_Stages)
     steps: list[dict] = field(default_factory=list)
     recorded: list[RecordedStep] = field(default_factory=list)
+    logbook: logs.LogBook = field(default_factory=logs.LogBook)
 
     @property
     def clone(self) -> Path:
@@ -221,6 +222,7 @@ def evaluate(
     """Evaluate ``team``'s ``commit`` into the folder ``out``; always returns a record."""
     eid = evaluation_id(team.name, commit, phase)
     workdir = ctx.config.work / "eval" / eid
+    sandbox.release_mounts(workdir)  # an output area a killed pass left mounted
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +243,8 @@ def evaluate(
                 status = Status.FAILED
     except (Refusal, ProvenanceError) as exc:
         status, reason = Status.REFUSED, str(exc)
+    except sandbox.InfrastructureError as exc:
+        status, reason = Status.INFRASTRUCTURE, f"platform fault, retried: {exc}"
     except JcError as exc:
         status, reason = Status.ERROR, str(exc)
     except Exception as exc:  # the two-channel rule: one broken submission is a record, not a crash
@@ -248,8 +252,18 @@ def evaluate(
         status = Status.ERROR
         reason = f"internal error: {type(exc).__name__}: {exc} ({traceback.extract_tb(exc.__traceback__)[-1].name})"
     finally:
+        sandbox.release_mounts(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
     hidden = ctx.hidden.get(split)
+    # the record boundary: of steps that ran on hidden data only system facts are kept (docs/logs.md)
+    sealed = logs.seal(
+        job.logbook, eval_id=eid, visibility=ctx.spec.logs, store=ctx.config.logs, out=out,
+        published=(ctx.config.results, ctx.config.challenge), team_keys=team.keys, status=status.value,
+        reason=reason, items=items, steps=job.steps, output_format=ctx.spec.interface.format,
+        header=(f"evaluation {eid}", f"team {team.name}, commit {commit}, phase {phase}, split {split}",
+                f"challenge {ctx.spec.id} at {ctx.challenge_commit}"),
+        keep_predictions=hidden.items if hidden else None)
+    reason, items, job.steps = sealed.reason, sealed.items, sealed.steps
     return Evaluation(
         id=eid,
         challenge={**ctx.spec.summary(), "commit": ctx.challenge_commit},
@@ -299,6 +313,7 @@ def _check(job: _Job) -> None:
         if base is None:
             raise Refusal("the submission does not build on the challenge's history; clone the challenge "
                           "and commit on top of it")
+        # refused here, before anything is checked out: odd or deep paths, and checkout totals
         inspection = inspect_submission(job.clone, base, job.commit, spec)
         if not inspection.ok:
             raise Refusal("; ".join(inspection.problems))
@@ -309,13 +324,10 @@ def _check(job: _Job) -> None:
         def sidecar_of(commit: str, record_id: str) -> bytes:
             path = f".datalad/runinfo/{record_id}"
             if path in runinfo:
-                _annex_get(job, keys=[runinfo[path].key])
-                location = git_out(["annex", "contentlocation", runinfo[path].key], job.clone,
-                                   check=False)
-                if not location:
-                    raise Refusal(f"{path}: run record content is not in the team repository; "
-                                  "push it with `datalad push --to <team> --data anything`")
-                return (job.clone / location).read_bytes()
+                link = runinfo[path]
+                if link.size > MAX_RECORD_BYTES:
+                    raise Refusal(f"{path}: the run record is {link.size} bytes; the limit is {MAX_RECORD_BYTES}")
+                return _annex_get(job, [link])[link.path].read_bytes()
             proc = git(["cat-file", "blob", f"{commit}:{path}"], job.clone, binary=True, check=False)
             if proc.returncode:
                 raise Refusal(f"{path}: the sidecar run record named in commit {commit[:12]} is missing")
@@ -328,12 +340,7 @@ def _check(job: _Job) -> None:
         needed = [link for link in inspection.annexed
                   if not link.path.startswith(".datalad/")
                   and not any(link.path == o or link.path.startswith(o + "/") for o in outputs)]
-        if needed:
-            _annex_get(job, paths=[link.path for link in needed])
-            missing = [link.path for link in needed if not (job.clone / link.path).exists()]
-            if missing:
-                raise Refusal(f"{', '.join(missing[:5])}: content not in the team repository; push it with "
-                              "`datalad push --to <team> --data anything`")
+        _annex_get(job, needed)
 
 
 def recorded_steps(
@@ -346,7 +353,15 @@ def recorded_steps(
 ) -> list[RecordedStep]:
     """The checked run records of ``commits``, or :class:`Refusal` saying what is wrong."""
     def message_of(commit: str) -> str:
-        return git_out(["log", "-1", "--format=%B", commit], repo)
+        size = git_out(["cat-file", "-s", commit], repo)
+        if not size.isdigit() or int(size) > MAX_RECORD_BYTES + 4096:
+            raise Refusal(f"commit {commit[:12]}: its message is {size} bytes; a run record is a few kB")
+        raw = git(["log", "-1", "--format=%B", commit], repo, binary=True).stdout
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refusal(f"commit {commit[:12]}: its message is not UTF-8 text; reword it "
+                          "(`git commit --amend`, or `git rebase -i`)") from None
 
     steps = iter_steps(commits, message_of, sidecar_of, prefix=prefix, image=image_path,
                        denied=spec.denied_paths, input_root=spec.interface.inputs)
@@ -364,86 +379,132 @@ def recorded_steps(
     for step in steps:
         for path in step.inputs:
             under_interface = path == spec.interface.inputs or path.startswith(spec.interface.inputs + "/")
-            if PurePosixPath(path).parts[0] == inputs_top and not under_interface:
+            parts = PurePosixPath(path).parts  # '.' (the whole dataset) has none
+            if parts and parts[0] == inputs_top and not under_interface:
                 raise Refusal(f"step input {path!r} is not available at re-execution; only "
                               f"{spec.interface.inputs} is replaced by hidden data")
     return steps
 
 
-def _annex_get(job: _Job, *, paths: list[str] | None = None, keys: list[str] | None = None) -> None:
+#: Least file size git-annex may write while it fetches (its own index and logs), whatever the keys say.
+ANNEX_WRITE_FLOOR = 32 * 2**20
+
+
+def _annex_get(job: _Job, links: Sequence[AnnexLink]) -> dict[str, Path]:
+    """Fetch the content of ``links`` from the team's repository and check it against each key.
+
+    git-annex runs with a file size limit of the largest key's size (and
+    :data:`ANNEX_WRITE_FLOOR`), so content larger than its key claims is cut off
+    while it arrives; then each object must have its key's size and checksum.
+    Returns path -> the checked object file; raises :class:`Refusal` naming the
+    first file that is missing or wrong.
+    """
+    if not links:
+        return {}
     env = env_with_annex_on_path()
     if not (job.clone / ".git" / "annex").is_dir():
         # --no-autoenable: a participant's special remotes are never enabled
         git(["annex", "init", "--quiet", "--no-autoenable", "jc-runner"], job.clone)
+    import signal
     import subprocess
 
-    base = ["git", "annex", "get", "--quiet", "--from", "origin"]
-    calls = [base + ["--", *paths]] if paths else []
-    calls += [base + ["--key", key] for key in keys or []]
-    for cmd in calls:
-        subprocess.run(cmd, cwd=job.clone, env={**env, "GIT_ALLOW_PROTOCOL": ":".join(job.ctx.config.protocols)},
-                       capture_output=True, timeout=1800)
+    bound = max(ANNEX_WRITE_FLOOR, *(link.size for link in links))
+    keys = sorted({link.key for link in links})
+    cmd = ["git", "annex", "get", "--quiet", "--from", "origin", "--batch-keys"]
+    if shutil.which("prlimit"):  # util-linux; without it git-annex's own checks still refuse the content
+        cmd = ["prlimit", f"--fsize={bound}", *cmd]
+    proc = subprocess.run(cmd, cwd=job.clone, input="".join(f"{k}\n" for k in keys), text=True,
+                          errors="replace", env={**env, "GIT_ALLOW_PROTOCOL": ":".join(job.ctx.config.protocols)},
+                          capture_output=True, timeout=1800)
+    # git-annex gets EFBIG at the limit (or is killed by SIGXFSZ)
+    cut_off = "File too large" in proc.stderr or proc.returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ)
+    located = git(["annex", "contentlocation", "--batch"], job.clone, check=False,
+                  input="".join(f"{k}\n" for k in keys)).stdout.split("\n")
+    where = dict(zip(keys, located, strict=False))
+    found: dict[str, Path] = {}
+    for link in links:
+        location = where.get(link.key, "")
+        if location:
+            problem = verify_content(job.clone / location, link.key)
+        elif cut_off:
+            problem = (f"its annexed content arrived larger than its key says ({link.size} bytes) and was cut "
+                       f"off at {bound} bytes")
+        else:
+            problem = "content not in the team repository"
+        if problem is not None:
+            fix = ("push it with `datalad push --to <team> --data anything`" if not (location or cut_off)
+                   else "re-add the file with `datalad save` and push it again")
+            raise Refusal(f"{printable(link.path)}: {problem}; {fix}")
+        found[link.path] = job.clone / location
+    return found
 
 
 def _execute(job: _Job) -> tuple[Status, str | None]:
-    ctx, spec = job.ctx, job.ctx.spec
-    hidden = ctx.hidden[job.split]
+    spec = job.ctx.spec
     limits = sandbox.Limits(
         time_s=spec.resources.time_s, memory_bytes=spec.resources.memory_bytes,
         file_bytes=spec.resources.output_bytes, processes=spec.resources.processes,
         cpus=spec.resources.cpus,
     )
-    root = sandbox.SANDBOX_ROOT
-    outputs_root = job.workdir / "outputs"
-    with job.stages("execute"):
-        binds = [sandbox.Bind(job.clone, root)]
-        sandbox.prepare_mountpoint(job.clone, spec.interface.inputs)
-        binds.append(sandbox.Bind(hidden.inputs, f"{root}/{spec.interface.inputs}"))
-        bound: dict[str, Path] = {}
-        for step in job.recorded:
-            for out in step.outputs:
-                if out in bound:
-                    continue
-                host = outputs_root / out
-                host.mkdir(parents=True, exist_ok=True)
-                if os.geteuid() == 0:
-                    os.chown(host, sandbox.SANDBOX_UID, sandbox.SANDBOX_UID)
-                sandbox.prepare_mountpoint(job.clone, out)
-                binds.append(sandbox.Bind(host, f"{root}/{out}", writable=True))
-                bound[out] = host
-        for number, step in enumerate(job.recorded, 1):
-            inputs = _expand_inputs(step.inputs, job.clone, hidden.inputs, spec.interface.inputs)
-            command = expand_command(step.inner, inputs, step.outputs)
-            result = sandbox.run(
-                ctx.rootfs, ["/bin/sh", "-c", command], binds=binds, workdir=root, limits=limits,
-                log_dir=job.out / "logs", name=f"step-{number}",
-            )
-            _truncate_logs(job.out / "logs", number)
-            job.steps.append({"number": number, "command": command, **result.as_dict()})
-            if result.status is not sandbox.StepStatus.OK:
-                return Status.FAILED, _failure_reason(number, command, result, limits)
-    with job.stages("collect"):
-        collect_outputs(bound[spec.interface.outputs], job.out / "predictions", limits.file_bytes)
+    with sandbox.identity() as who, \
+            sandbox.output_area(job.workdir / "outputs", limits.file_bytes, who) as outputs_root:
+        with job.stages("execute"):
+            failed = _run_steps(job, limits, who, outputs_root)
+        if failed:
+            return failed
+        with job.stages("collect"):
+            collect_outputs(outputs_root / spec.interface.outputs, job.out / "predictions", limits.file_bytes,
+                            max_files=2 * len(job.ctx.hidden[job.split].items) + 16)
     return Status.EVALUATED, None
 
 
+def _run_steps(job: _Job, limits: sandbox.Limits, who: sandbox.Identity,
+               outputs_root: Path) -> tuple[Status, str] | None:
+    """Each recorded step in turn, in the sandbox; the status and reason of the first that fails."""
+    ctx, spec = job.ctx, job.ctx.spec
+    hidden = ctx.hidden[job.split]
+    root = sandbox.SANDBOX_ROOT
+    deadline = time.monotonic() + spec.resources.evaluation_time_s
+    binds = [sandbox.Bind(job.clone, root)]
+    sandbox.prepare_mountpoint(job.clone, spec.interface.inputs)
+    binds.append(sandbox.Bind(hidden.inputs, f"{root}/{spec.interface.inputs}"))
+    bound: dict[str, Path] = {}
+    for step in job.recorded:
+        for out in step.outputs:
+            if out in bound:
+                continue
+            host = outputs_root / out
+            host.mkdir(parents=True, exist_ok=True)
+            os.chown(host, who.uid, who.gid)
+            sandbox.prepare_mountpoint(job.clone, out)
+            binds.append(sandbox.Bind(host, f"{root}/{out}", writable=True))
+            bound[out] = host
+    for number, step in enumerate(job.recorded, 1):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Status.FAILED, (f"the evaluation exceeded its time limit of "
+                                   f"{spec.resources.evaluation_time_s:g} s for all steps before step {number}")
+        inputs = _expand_inputs(step.inputs, job.clone, hidden.inputs, spec.interface.inputs)
+        command = expand_command(step.inner, inputs, step.outputs)
+        step_limits = replace(limits, time_s=min(limits.time_s, left))
+        result = sandbox.run(
+            ctx.rootfs, ["/bin/sh", "-c", command], binds=binds, workdir=root, limits=step_limits,
+            log_dir=job.workdir / "logs", name=f"step-{number}", who=who,
+        )
+        # the logs stay out of the ledger: the log book caps them, logs.seal() decides where they go
+        job.logbook.add(number, result, job.workdir / "logs", f"step-{number}")
+        job.steps.append(logs.step_facts(number, command, result))
+        if result.status is sandbox.StepStatus.INFRASTRUCTURE:
+            return Status.INFRASTRUCTURE, (f"step {number}: the sandbox could not be started (a platform "
+                                           "fault, not the submission's; it is retried)")
+        if result.status is not sandbox.StepStatus.OK:
+            return Status.FAILED, _failure_reason(number, command, result, step_limits)
+    return None
+
+
 def _failure_reason(number: int, command: str, result: sandbox.StepResult, limits: sandbox.Limits) -> str:
-    last = next((line for line in reversed(result.stderr_tail.strip().splitlines()) if line.strip()), "")
-    if result.status is sandbox.StepStatus.TIMEOUT:
-        return f"step {number} ({command}) exceeded the time limit of {limits.time_s:g} s and was killed"
-    if result.status is sandbox.StepStatus.MEMORY:
-        return f"step {number} ({command}) ran out of memory (limit {limits.memory_bytes / 2**30:.1f} GiB): {last}"
-    return f"step {number} ({command}) exited with code {result.exit_code}: {last}"
-
-
-def _truncate_logs(log_dir: Path, number: int) -> None:
-    for suffix in ("stdout", "stderr"):
-        path = log_dir / f"step-{number}.{suffix}"
-        if path.exists() and path.stat().st_size > LOG_LIMIT:
-            with open(path, "rb") as fh:
-                fh.seek(-LOG_LIMIT, os.SEEK_END)
-                tail = fh.read()
-            path.write_bytes(b"[... truncated ...]\n" + tail)
+    """The failure class and the limit; never the command's output (it ran on hidden data)."""
+    return logs.step_failure(number, result, time_s=limits.time_s, memory_bytes=limits.memory_bytes)
 
 
 def _expand_inputs(inputs: tuple[str, ...], clone: Path, hidden: Path, interface: str) -> list[str]:
@@ -462,13 +523,24 @@ def _expand_inputs(inputs: tuple[str, ...], clone: Path, hidden: Path, interface
     return out
 
 
-def collect_outputs(source: Path, dest: Path, limit_bytes: int) -> list[str]:
-    """Copy the command's outputs back as regular files only; refuse links and special files."""
+#: Bounds on what one evaluation's outputs may hold, whatever the size limit allows.
+MAX_OUTPUT_DEPTH = 8
+MAX_NAME_BYTES = 255
+
+
+def collect_outputs(source: Path, dest: Path, limit_bytes: int, max_files: int = 10_000) -> list[str]:
+    """Copy the command's outputs back as regular files only; refuse links, special files, more
+    than ``max_files`` files, folders deeper than :data:`MAX_OUTPUT_DEPTH`, and names that are not
+    printable UTF-8 (a name is shown to people and written to the ledger)."""
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
-    copied = []
+    copied: list[str] = []
     for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
         rel_dir = Path(dirpath).relative_to(source)
+        if len(rel_dir.parts) >= MAX_OUTPUT_DEPTH:
+            raise Refusal(f"outputs: folders nested deeper than {MAX_OUTPUT_DEPTH} levels; write a flat folder")
+        for name in [*dirnames, *filenames]:
+            _check_output_name(name)
         for name in list(dirnames):
             if os.path.islink(os.path.join(dirpath, name)):
                 raise Refusal(f"outputs: {rel_dir / name} is a symlink; write regular files only")
@@ -484,6 +556,8 @@ def collect_outputs(source: Path, dest: Path, limit_bytes: int) -> list[str]:
             total += st.st_size
             if total > limit_bytes:
                 raise Refusal(f"outputs exceed the {limit_bytes}-byte output limit")
+            if len(copied) >= max_files:
+                raise Refusal(f"outputs hold more than {max_files} files; write one file per item")
             fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as fin, open(dest / rel, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
@@ -491,22 +565,40 @@ def collect_outputs(source: Path, dest: Path, limit_bytes: int) -> list[str]:
     return copied
 
 
+def _check_output_name(name: str) -> None:
+    """Refuse a name that is not printable UTF-8 (os.walk hands undecodable bytes over as surrogates)."""
+    raw = os.fsencode(name)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refusal(f"outputs: a file name is not UTF-8 ({raw[:60]!r}); use plain names such as "
+                      "item_001.tif") from None
+    if len(raw) > MAX_NAME_BYTES or not text.isprintable():
+        raise Refusal(f"outputs: file name {text[:60]!r} is too long or holds control characters; "
+                      "use plain names such as item_001.tif")
+
+
 def _score(job: _Job) -> tuple[dict, dict, dict, list[dict], str | None]:
+    """Score the copied predictions in a sandbox of their own that holds them and the labels only."""
+    from jc_datalad import scoring  # imported here: this function is the module's only user
+
     ctx = job.ctx
     hidden = ctx.hidden[job.split]
-    predictions = job.out / "predictions"
-    name = ctx.spec.metrics.scorer
     with job.stages("score"):
-        whole = scorers.score_folder(predictions, hidden.labels, scorer=name, items=hidden.items)
-        if not whole.ok:
-            return {}, {}, {}, [], "invalid predictions: " + "; ".join(whole.errors[:5])
-        public = scorers.score_folder(predictions, hidden.labels, scorer=name, items=sorted(hidden.public_items))
-        private_items = sorted(set(hidden.items) - hidden.public_items)
-        private = (scorers.score_folder(predictions, hidden.labels, scorer=name, items=private_items).metrics
-                   if private_items else {})
+        labels = scoring.stage_labels(
+            hidden.labels, hidden.items,
+            ctx.config.work / "hidden" / f"{job.split}-labels-{hidden.labels_commit[:12]}")
+        with sandbox.identity() as who:
+            result = scoring.score_sealed(
+                job.out / "predictions", labels, scorer=ctx.spec.metrics.scorer, items=hidden.items,
+                public_items=hidden.public_items,
+                limits=scoring.scoring_limits(ctx.spec.resources.memory_bytes),
+                log_dir=job.workdir / "score", who=who)
+    if result.reason:
+        return {}, {}, {}, [], result.reason
     items = [
-        {"name": item.name, "part": "public" if item.name in hidden.public_items else "private",
-         "metrics": item.metrics, "error": item.error}
-        for item in whole.items
+        {"name": row.name, "part": "public" if row.name in hidden.public_items else "private",
+         "metrics": row.metrics, "error": row.error}
+        for row in result.items
     ]
-    return whole.metrics, public.metrics, private, items, None
+    return result.metrics, result.public, result.private, items, None

@@ -23,6 +23,7 @@ files and processes per process through ``prlimit``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
 import errno
 import fcntl
@@ -67,6 +68,10 @@ DENIED_SYSCALLS = (
     "quotactl", "reboot", "request_key", "setns", "swapoff", "swapon", "syslog", "umount2",
     "unshare", "userfaultfd",
 )  # fmt: skip
+
+
+class InfrastructureError(JcError):
+    """The platform cannot set up a sandbox now (uid slots, mounts, runtime folder): retry later."""
 
 
 class StepStatus(enum.StrEnum):
@@ -172,7 +177,7 @@ def runtime_dir() -> Path:
         path.mkdir(mode=0o755, parents=True)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
-        raise JcError(f"{path}: must be a folder owned by root and writable by root only; remove it and retry")
+        raise InfrastructureError(f"{path}: must be a folder owned by root and writable by root only; remove it and retry")
     for sub in ("stage", "uids"):
         with contextlib.suppress(FileExistsError):
             (path / sub).mkdir(mode=0o755)
@@ -202,7 +207,7 @@ def identity() -> Iterator[Identity]:
         finally:
             os.close(fd)
         return
-    raise JcError(f"all {UID_SLOTS} sandbox uid slots in {uids} are taken; fewer concurrent evaluations")
+    raise InfrastructureError(f"all {UID_SLOTS} sandbox uid slots in {uids} are taken; fewer concurrent evaluations")
 
 
 def sandbox_env(limits: Limits) -> dict[str, str]:
@@ -259,6 +264,7 @@ class _Stage:
     mounts: list[tuple[str, bool, str]]
 
     def add(self, source: Path, name: str | None = None, *, directory: bool = True) -> str:
+        source = Path(os.path.abspath(source))
         if self.stage is None:
             return str(source)
         name = name or str(len(self.mounts))
@@ -530,3 +536,63 @@ def run(
         stderr_tail=stderr_tail,
         accounting=acct.kind,
     )
+
+
+MNT_DETACH = 2
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    return libc
+
+
+def _mount_points_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` (deepest first), from this process's mountinfo."""
+    prefix = str(Path(os.path.abspath(path)))
+    found = []
+    with open("/proc/self/mountinfo", "rb") as fh:
+        for line in fh:
+            point = line.split()[4].decode("utf-8", "surrogateescape")
+            point = point.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def release_mounts(path: Path) -> None:
+    """Detach every mount at or below ``path`` (an output area a killed runner left behind)."""
+    if os.geteuid() != 0 or not os.path.lexists(path):
+        return
+    libc = _libc()
+    for point in _mount_points_under(path):
+        if libc.umount2(point.encode("utf-8", "surrogateescape"), MNT_DETACH) != 0:
+            lgr.warning("could not detach %s: %s", point, os.strerror(ctypes.get_errno()))
+
+
+@contextlib.contextmanager
+def output_area(path: Path, size_bytes: int, who: Identity) -> Iterator[Path]:
+    """A folder for a step's outputs, owned by ``who``, that cannot hold more than ``size_bytes``.
+
+    A root runner mounts a tmpfs of that size there, so the limit holds while the command writes
+    (ENOSPC inside), and the outputs count toward the memory of the step that writes them. Without
+    root it is a plain folder: each file is bounded by the file-size limit while it is written and
+    the total is checked when the outputs are collected.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = False
+    if os.geteuid() == 0:
+        options = f"size={max(size_bytes, 4096)},mode=0755,uid={who.uid},gid={who.gid}"
+        libc = _libc()
+        if libc.mount(b"jc-outputs", str(path).encode(), b"tmpfs", nsexec.MS_NOSUID | nsexec.MS_NODEV,
+                      options.encode()) != 0:
+            raise InfrastructureError(f"{path}: cannot mount the output area: {os.strerror(ctypes.get_errno())}")
+        mounted = True
+    else:
+        os.chown(path, who.uid, who.gid)
+    try:
+        yield path
+    finally:
+        if mounted:
+            release_mounts(path)
