@@ -137,7 +137,10 @@ def parse_yaml(raw: bytes, path: Path | str = "<input>") -> Document:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(s) for s in (exc.context, exc.problem) if s)
+        context = exc.context or ""
+        if exc.context and exc.context_mark and mark is not exc.context_mark:
+            context += f" (from line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        what = " ".join(str(s) for s in (context, exc.problem) if s)
         raise InputError(path, [Problem(
             "(syntax)", _snippet(text, mark), f"{what}: fix the YAML syntax",
             mark.line + 1 if mark else None, mark.column + 1 if mark else None)]) from None
