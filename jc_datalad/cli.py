@@ -151,24 +151,21 @@ def team_add(name: str, repository: str, members: tuple[str, ...], keys: tuple[s
 @team.command("check")
 @_CONFIG
 def team_check(config: Path) -> None:
-    """Check teams.yaml: names, one repository and distinct keys per team, merge targets."""
-    from jc_datalad.config import load_teams
-    from jc_datalad.signing import normalize_key
-    from jc_datalad.teams import check_teams
+    """Check teams.yaml: names, one repository and valid, distinct keys per team, merge targets."""
+    from jc_datalad.config import read_teams
 
-    teams = load_teams(_teams_of(config))
-    problems = check_teams(teams)
-    for t in teams.values():
-        for key in t.keys:
-            try:
-                normalize_key(key)
-            except JcError as exc:
-                problems.append(f"team {t.name}: {exc}")
-    for p in problems:
-        click.echo(f"problem: {p}", err=True)
-    if problems:
+    found = read_teams(_teams_of(config))
+    for p in found.problems:
+        click.echo(f"problem: {found.path}:{p.where + ':' if p.where else ''} {p}", err=True)
+    if found.suspended:
+        click.echo(f"suspended until fixed (their submissions wait): {', '.join(sorted(found.suspended))}",
+                   err=True)
+    if found.problems:
         sys.exit(1)
-    click.echo(f"{len(teams)} team(s): ok")
+    if not found.teams:
+        click.echo(f"{found.path}: no teams registered yet; add them with `jc team add NAME --repository URL`")
+        return
+    click.echo(f"{len(found.teams)} team(s): ok")
 
 
 @team.command("merge")
