@@ -144,6 +144,12 @@ def parse_yaml(raw: bytes, path: Path | str = "<input>") -> Document:
         raise InputError(path, [Problem(
             "(syntax)", _snippet(text, mark), f"{what}: fix the YAML syntax",
             mark.line + 1 if mark else None, mark.column + 1 if mark else None)]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise InputError(path, [Problem("(encoding)", f"U+{exc.character:04X}" if isinstance(exc.character, int)
+                                        else None, "a control character YAML does not allow: remove it",
+                                        line, column)]) from None
     except yaml.YAMLError as exc:
         raise InputError(path, [Problem("(syntax)", None, f"{exc}: fix the YAML syntax")]) from None
     except RecursionError:
@@ -204,11 +210,13 @@ class _Builder:
         if isinstance(node, ScalarNode):
             try:
                 return self.constructor.construct_object(node, deep=True)
-            except (ConstructorError, ValueError, OverflowError) as exc:
+            except (ConstructorError, ValueError, OverflowError, KeyError) as exc:
+                # an explicit tag (!!bool maybe, !foo) or an impossible date (2027-02-30)
+                reason = exc.problem if isinstance(exc, ConstructorError) else exc
                 line, column = self.mark(path, node)
                 self.doc.problems.append(Problem(path or "(top level)", node.value,
-                                                 f"cannot be read ({exc}): write it as plain text or a "
-                                                 "number", line, column))
+                                                 f"cannot be read ({reason}): write it as plain text, a "
+                                                 "number or a date, without a YAML tag", line, column))
                 return None
         if isinstance(node, SequenceNode):
             return [self.value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value)]

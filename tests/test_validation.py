@@ -318,3 +318,20 @@ def test_cli_team_check_without_teams_says_how_to_add(tmp_path):
     (tmp_path / "teams.yaml").unlink()
     result = CliRunner().invoke(main, ["team", "check", "--config", str(config)])
     assert result.exit_code == 1 and "not found" in result.output and "jc team add" in result.output
+
+
+@pytest.mark.parametrize("text, key, fix", [
+    ("a: !!bool maybe\n", "a", "without a YAML tag"),
+    ("a: !foo x\n", "a", "without a YAML tag"),
+    ("a: 2027-02-30\n", "a", "day is out of range"),
+    ("a: 1\nb: '\x07'\n", "(encoding)", "control character"),
+    ("a: 1\n---\nb: 2\n", "(file)", "one YAML document"),
+])
+def test_odd_yaml_is_a_problem_not_a_crash(text, key, fix):
+    from jc_datalad.validation import parse_yaml
+
+    try:
+        problems = parse_yaml(text.encode()).problems
+    except JcError as exc:
+        problems = exc.problems
+    assert [p.key for p in problems] == [key] and fix in problems[0].fix
