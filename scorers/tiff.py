@@ -90,12 +90,12 @@ def _check_description(text: str, own_name: str) -> None:
         named = match.group(2)
         if named != own_name:
             raise ReadError(
-                f"its OME-XML names another file ({named[:200]!r}); multi-file OME series and "
-                f"references to other files are refused: write one single-file TIFF with "
+                f"its OME-XML refers to another file ({named[:200]!r}); multi-file OME series and "
+                "references to other files are refused: write one single-file TIFF with "
                 "tifffile.imwrite(path, labels)"
             )
     if _OTHER_REFERENCE.search(text):
-        raise ReadError(f"its OME-XML refers to a companion or external file; {_HOW}")
+        raise ReadError(f"its OME-XML refers to another file (a companion or external file); {_HOW}")
 
 
 def _page_description(page: Any) -> str:

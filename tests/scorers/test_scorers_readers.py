@@ -70,11 +70,11 @@ def test_ome_tiff_naming_the_labels_is_refused(folders, how):
     # the attack works against tifffile.imread: the second frame is read from the labels
     followed = tifffile.imread(pred / "a.tif")
     assert followed.shape == (2, 32, 32) and np.array_equal(followed[1], _labels()[1])
-    with pytest.raises(ItemError, match="its OME-XML names another file .*a.tif"):
+    with pytest.raises(ItemError, match="its OME-XML refers to another file .*a.tif"):
         read_labels(pred / "a.tif")
     result = scorers.score_folder(pred, labels)
     assert not result.ok and result.metrics["sbd"] is None
-    assert "a.tif: its OME-XML names another file" in result.errors[0]
+    assert "a.tif: its OME-XML refers to another file" in result.errors[0]
 
 
 def test_ome_tiff_naming_another_evaluations_predictions_is_refused(tmp_path):
@@ -87,7 +87,7 @@ def test_ome_tiff_naming_another_evaluations_predictions_is_refused(tmp_path):
     assert np.array_equal(tifffile.imread(attacker / "a.tif")[1], _labels()[1])
     write_ome_attack(attacker / "b.tif", "../../../evaluations/victim-1/predictions/a.tif")
     for name in ("a.tif", "b.tif"):
-        with pytest.raises(ItemError, match="names another file.*victim-1"):
+        with pytest.raises(ItemError, match="refers to another file.*victim-1"):
             read_labels(attacker / name)
 
 
@@ -107,7 +107,7 @@ def test_companion_metadata_file_is_refused(tmp_path):
     xml = ('<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
            '<BinaryOnly MetadataFile="../labels/meta.companion.ome" UUID="urn:uuid:1"/></OME>')
     tifffile.imwrite(path, _labels()[0], description=xml, metadata=None)
-    with pytest.raises(ItemError, match="companion or external file"):
+    with pytest.raises(ItemError, match="refers to another file .a companion or external file"):
         read_labels(path)
 
 
@@ -301,7 +301,7 @@ def test_sealed_entry_prints_one_json_result(folders):
     result = json.loads(_sealed(*request_args(
         predictions=str(pred), labels=str(labels), scorer="instance_segmentation", items=["a.tif"],
         public_items=[])).stdout)
-    assert not result["ok"] and "names another file" in result["items"][0]["error"]
+    assert not result["ok"] and "refers to another file" in result["items"][0]["error"]
     result = json.loads(_sealed(*request_args(
         predictions=str(pred), labels=str(labels), scorer="instance_segmentation", items=["zz.tif"],
         public_items=[])).stdout)
