@@ -6,15 +6,20 @@ commit's signature by one of the team's registered keys (when the challenge
 asks for signed submissions), and the team's daily and per-phase quotas.
 Organizer overrides (``jc runner override``) extend phases, disqualify and
 re-admit; each is a commit in the results dataset with its reason.
+
+A rejected head is remembered by its record: it is not cloned or decided again
+in later passes, unless what decided it changed (the phase it falls in, or,
+for a signature rejection, the keys registered for its team).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,6 +57,7 @@ class Decision:
     eval_id: str
     admitted: bool
     reason: str | None = None
+    keys: str | None = None  # signature rejections: fingerprint of the team keys that decided it
 
 
 def effective_spec(spec: ChallengeSpec, overrides: Sequence[dict]) -> ChallengeSpec:
@@ -98,16 +104,46 @@ def bare_clone(config: RunnerConfig, repository: str) -> Iterator[tuple[Path, Pa
         shutil.rmtree(where, ignore_errors=True)
 
 
-def verify_signature(config: RunnerConfig, cand: Candidate, team: str, teams: dict[str, Team]):
+class _Clones:
+    """One bare clone per team repository for a whole admission round, removed at its end."""
+
+    def __init__(self, config: RunnerConfig, stack: ExitStack) -> None:
+        self.config = config
+        self.stack = stack
+        self.made: dict[str, tuple[Path, Path] | JcError] = {}
+
+    def get(self, repository: str) -> tuple[Path, Path]:
+        if repository not in self.made:
+            try:
+                self.made[repository] = self.stack.enter_context(bare_clone(self.config, repository))
+            except JcError as exc:
+                self.made[repository] = exc
+        got = self.made[repository]
+        if isinstance(got, JcError):
+            raise got
+        return got
+
+
+def verify_signature(config: RunnerConfig, cand: Candidate, team: str, teams: dict[str, Team],
+                     clones: _Clones | None = None):
     """Check the head commit's SSH signature by one of ``team``'s keys."""
     from jc_datalad.signing import SignatureCheck, verify_commit
 
     try:
+        if clones is not None:
+            repo, where = clones.get(cand.team.repository)
+            return verify_commit(repo, cand.commit, team, keys_by_team(teams), workdir=where)
         with bare_clone(config, cand.team.repository) as (repo, where):
             return verify_commit(repo, cand.commit, team, keys_by_team(teams), workdir=where)
     except JcError as exc:
         return SignatureCheck(ok=False, reason=f"signature not verifiable: {exc}", fingerprint=None,
                               signer_team=None)
+
+
+def keys_fingerprint(teams: dict[str, Team], team: str) -> str:
+    """What decides a signature check of ``team``'s heads: the keys registered for it."""
+    keys = sorted(keys_by_team(teams).get(team, []))
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
 def tag_signed(config: RunnerConfig, team: Team, tag: str, teams: dict[str, Team]) -> bool:
@@ -133,12 +169,34 @@ def decide(
     overrides: Sequence[dict],
     done: set[str],
 ) -> list[Decision]:
-    """A decision for every head that has none in the ledger yet, in first-seen order."""
+    """A decision for every head that has none in the ledger yet, in first-seen order.
+
+    Signature checks share one bare clone per team repository. A head rejected for its
+    signature is decided again when its team's registered keys changed since.
+    """
+    with ExitStack() as stack:
+        return _decide(candidates, config=config, spec=spec, teams=teams, seen=seen, records=records,
+                       overrides=overrides, done=done, clones=_Clones(config, stack))
+
+
+def _decide(
+    candidates: Sequence[Candidate],
+    *,
+    config: RunnerConfig,
+    spec: ChallengeSpec,
+    teams: dict[str, Team],
+    seen: dict[tuple[str, str], dict],
+    records: Sequence[Evaluation],
+    overrides: Sequence[dict],
+    done: set[str],
+    clones: _Clones,
+) -> list[Decision]:
     spec = effective_spec(spec, overrides)
     again = readmitted(overrides)
     history: dict[str, list[Evaluation]] = {}
     for record in records:
         history.setdefault(record.team, []).append(record)
+    stale = _stale_signature_rejections(records, teams) if spec.submission.signed else set()
 
     def first_seen(c: Candidate) -> str:
         return seen[(c.team.name, c.commit)]["first_seen"]
@@ -155,15 +213,16 @@ def decide(
                                           f"first seen at {when}, when no phase of the challenge was open"))
             continue
         eid = evaluation_id(team, cand.commit, phase.name)
-        if eid in done and eid not in again:
+        if eid in done and eid not in again and eid not in stale:
             continue
         if eid in again and eid in done and not _was_rejected(records, eid):
             continue  # re-admitted and already evaluated since
         if eid not in again:
             if spec.submission.signed:
-                check = verify_signature(config, cand, team, teams)
+                check = verify_signature(config, cand, team, teams, clones)
                 if not check.ok:
-                    decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, False, check.reason))
+                    decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, False, check.reason,
+                                              keys=keys_fingerprint(teams, team)))
                     continue
             admission = standings.admit(history.get(team, []), team=team, phase=phase,
                                         first_seen=standings.parse_time(when), count_failed=spec.submission.count_failed)
@@ -174,6 +233,16 @@ def decide(
         # counts toward the quota of later heads in this pass, whatever its outcome
         history.setdefault(team, []).append(_placeholder(spec, team, cand, phase.name, when))
     return decisions
+
+
+def _stale_signature_rejections(records: Sequence[Evaluation], teams: dict[str, Team]) -> set[str]:
+    """Ids of signature rejections decided with keys other than those registered now."""
+    out = set()
+    for r in records:
+        keys = r.submission.get("keys")
+        if r.status is Status.REJECTED and isinstance(keys, str) and keys != keys_fingerprint(teams, r.team):
+            out.add(r.id)
+    return out
 
 
 def _was_rejected(records: Sequence[Evaluation], eid: str) -> bool:

@@ -207,20 +207,26 @@ def runner() -> None:
     """Evaluate submissions: discover, admit, inspect, re-execute, score, record."""
 
 
+_WAIT = click.option("--wait/--no-wait", default=False, show_default=True,
+                     help="When another writer (a pass, an override, a reproduction) holds the results "
+                          "dataset's lock: wait for it, or exit at once saying who holds it.")
+
+
 @runner.command("run")
 @click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
               show_default=True, help="Runner configuration file.")
 @click.option("--once", is_flag=True, help="One pass, then exit (the only mode for now).")
 @click.option("--workers", type=int, help="Evaluations run at the same time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pass report as JSON.")
-def runner_run(config: Path, once: bool, workers: int | None, as_json: bool) -> None:
+@_WAIT
+def runner_run(config: Path, once: bool, workers: int | None, as_json: bool, wait: bool) -> None:
     """Run a pass over every team repository and record new evaluations."""
     from jc_datalad.config import load_config
     from jc_datalad.runner import run_once
 
     if not once:
         raise JcError("only --once is supported: schedule `jc runner run --once` with cron or a loop")
-    report = run_once(load_config(config), workers=workers,
+    report = run_once(load_config(config), workers=workers, wait=wait,
                       progress=None if as_json else click.echo)
     if as_json:
         _echo_json(report.as_dict())
@@ -234,13 +240,14 @@ def runner_run(config: Path, once: bool, workers: int | None, as_json: bool) -> 
 @click.option("--reason", required=True, help="Why: recorded in the results dataset and shown.")
 @click.option("--end", help="For extend: the phase's new end (ISO date or time, UTC).")
 @_CONFIG
-def runner_override(action: str, target: str, reason: str, end: str | None, config: Path) -> None:
+@_WAIT
+def runner_override(action: str, target: str, reason: str, end: str | None, config: Path, wait: bool) -> None:
     """Organizer override with an audit trail: disqualify an evaluation or a team, re-admit an
     evaluation, or extend a phase (TARGET is an evaluation id, a team or a phase)."""
     from jc_datalad.config import load_config
     from jc_datalad.runner import override
 
-    entry = override(load_config(config), action, target, reason=reason, end=end)
+    entry = override(load_config(config), action, target, reason=reason, end=end, wait=wait)
     click.echo(f"recorded: {entry['action']} {entry['target']}: {entry['reason']}")
 
 
@@ -264,12 +271,13 @@ def runner_evaluate(config: Path, team_name: str, commit: str, phase: str, split
 @click.argument("evaluation_id")
 @click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
               show_default=True)
-def runner_reproduce(evaluation_id: str, config: Path) -> None:
+@_WAIT
+def runner_reproduce(evaluation_id: str, config: Path, wait: bool) -> None:
     """Re-execute a stored evaluation with `datalad rerun` and compare its metrics."""
     from jc_datalad.config import load_config
     from jc_datalad.runner import reproduce
 
-    before, after = reproduce(load_config(config), evaluation_id)
+    before, after = reproduce(load_config(config), evaluation_id, wait=wait)
     same = before.metrics == after.metrics and before.status == after.status
     click.echo(f"{evaluation_id}: {after.status.value}; metrics {'identical' if same else 'DIFFER'}")
     if not same:

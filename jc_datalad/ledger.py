@@ -2,13 +2,18 @@
 
 Layout: ``evaluations/<id>/record.json`` plus ``logs/`` and ``predictions/``
 next to it. Each evaluation is one commit whose message is a DataLad run
-record, so ``datalad rerun`` (or ``jc runner reproduce ID``) redoes it.
+record, so ``datalad rerun`` (or ``jc runner reproduce ID``) redoes it; the
+rejections of one pass share one commit.
 
-Crash safety: an evaluation is assembled in ``.incoming/<id>`` (ignored by
-git), renamed into ``evaluations/<id>`` when complete, then saved. A pass
-that finds a complete but unsaved evaluation saves it; half-written incoming
-folders are removed. So a kill at any point loses nothing that was finished
-and never doubles a record.
+Crash safety (see docs/runner.md): only the holder of the dataset's lock
+(:mod:`jc_datalad.lock`) writes. The dataset is created in a folder beside it
+and renamed into place. An evaluation is assembled in ``.incoming/<id>``
+(ignored by git); its ``record.json`` is written last, atomically, so a
+folder with a record is complete. It is then renamed into ``evaluations/<id>``
+and saved. :func:`recover`, run by the next holder of the lock, removes stale
+git locks, undoes half-done changes to committed files, and saves every
+complete evaluation a killed writer left unsaved; half-written ones are removed.
+So a kill at any point loses nothing that was finished and never doubles a record.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import logging
 import os
 import shlex
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jc_datalad.errors import JcError
 from jc_datalad.gitutil import git, git_out
-from jc_datalad.records import Evaluation
+from jc_datalad.records import Evaluation, Status
 
 lgr = logging.getLogger(__name__)
 
@@ -35,20 +41,61 @@ CHALLENGES = "challenges"
 DESCRIPTION = "description.json"
 README = "README.md"
 
+#: What a killed ``datalad create`` of the ledger may leave; such a folder is created again.
+_CREATION_LEFTOVERS = frozenset({".git", ".datalad", ".gitattributes", ".gitignore", "README.md", INCOMING})
+#: Lock files git leaves when killed; only the holder of the ledger lock may remove them.
+_GIT_LOCKS = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "FETCH_HEAD.lock", "packed-refs.lock",
+              "config.lock", "shallow.lock", "annex/index.lock")
+#: Suffix of an evaluation folder moved aside while a newer one takes its place.
+_REPLACED = ".replaced"
+
+
+def _complete(path: Path) -> bool:
+    """Whether ``path`` is a results dataset with its first commit."""
+    if not (path / ".datalad" / "config").is_file():
+        return False
+    return git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], path, check=False).returncode == 0
+
+
+def _clear_failed_creation(path: Path) -> None:
+    """Remove what a killed creation left at ``path``; refuse anything that may be someone's data."""
+    entries = {p.name for p in path.iterdir()}
+    has_commits = (path / ".git").exists() and git(
+        ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], path, check=False).returncode == 0
+    if not entries <= _CREATION_LEFTOVERS or has_commits:
+        raise JcError(f"{path}: exists but is not a results dataset (it holds "
+                      f"{', '.join(sorted(entries)[:5])}); point `results:` in runner.yaml at a new "
+                      "folder or move this one away")
+    lgr.warning("%s: removing an unfinished results dataset left by an interrupted creation", path)
+    shutil.rmtree(path)
+
 
 def create_results(path: Path) -> None:
-    """Create the results dataset if it does not exist."""
+    """Create the results dataset if it does not exist: built beside it, then renamed into place.
+
+    Call with the ledger lock held. A folder left by a creation that was killed
+    (a bare ``.git`` and no commit) is removed and the dataset created again.
+    """
     import datalad.api as dl
 
-    if (path / ".datalad" / "config").exists():
+    path = Path(os.path.abspath(path))
+    if _complete(path):
         return
-    dl.create(path=str(path), cfg_proc=["text2git"], result_renderer="disabled")
-    (path / ".gitignore").write_text(f"/{INCOMING}/\n")
-    (path / "README.md").write_text(
+    if path.is_dir():
+        _clear_failed_creation(path)
+    tmp = path.parent / f".{path.name}.creating"
+    shutil.rmtree(tmp, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dl.create(path=str(tmp), cfg_proc=["text2git"], description=f"results ledger {path}",
+              result_renderer="disabled")
+    (tmp / ".gitignore").write_text(f"/{INCOMING}/\n")
+    (tmp / "README.md").write_text(
         "# Results ledger\n\nOne folder per evaluation under `evaluations/`, each saved with a "
         "DataLad run record. Build the leaderboard site with `jc site build`.\n"
     )
-    dl.save(dataset=str(path), message="Set up the results ledger", result_renderer="disabled")
+    git(["add", ".gitignore", "README.md"], tmp)
+    git(["commit", "--quiet", "--no-verify", "-m", "Set up the results ledger"], tmp)
+    os.rename(tmp, path)
 
 
 def incoming_dir(results: Path, eval_id: str) -> Path:
@@ -93,20 +140,62 @@ def run_record_message(results: Path, evaluation: Evaluation, cmd: list[str]) ->
 
 
 def write_record(folder: Path, evaluation: Evaluation) -> None:
+    """Write ``record.json`` atomically: a folder with a record holds a finished evaluation."""
     tmp = folder / (RECORD + ".tmp")
-    tmp.write_text(evaluation.to_json(), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(evaluation.to_json())
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, folder / RECORD)
+
+
+def _read_record(folder: Path) -> Evaluation | None:
+    """The record in ``folder``, or None when there is none or it cannot be read."""
+    try:
+        return Evaluation.from_dict(json.loads((folder / RECORD).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+
+
+def _place(results: Path, folder: Path, eval_id: str) -> Path:
+    """Rename a finished evaluation folder into ``evaluations/<id>``, replacing an older one.
+
+    The older one is first moved aside in one rename, so ``evaluations/<id>`` is always
+    either the old complete folder, absent, or the new complete one.
+    """
+    final = results / EVALUATIONS / eval_id
+    final.parent.mkdir(exist_ok=True)
+    if os.path.lexists(final):
+        aside = results / INCOMING / (eval_id + _REPLACED)
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.parent.mkdir(exist_ok=True)
+        os.replace(final, aside)
+        shutil.rmtree(aside)
+    os.replace(folder, final)
+    return final
 
 
 def commit(results: Path, incoming: Path, evaluation: Evaluation, cmd: list[str]) -> None:
     """Move a finished evaluation into place and save it with its run record."""
-    final = results / EVALUATIONS / evaluation.id
-    final.parent.mkdir(exist_ok=True)
-    if final.exists():
-        # left by a crash between rename and save: the new one replaces it
-        shutil.rmtree(final)
-    os.replace(incoming, final)
+    final = _place(results, incoming, evaluation.id)
     _save(results, [final], run_record_message(results, evaluation, cmd))
+
+
+def commit_rejections(results: Path, evaluations: list[Evaluation]) -> None:
+    """Save the records of rejected heads, all in one commit (they ran nothing to redo)."""
+    if not evaluations:
+        return
+    folders = []
+    for ev in evaluations:
+        folder = incoming_dir(results, ev.id)
+        write_record(folder, ev)
+        folders.append(_place(results, folder, ev.id))
+    _save(results, folders, _rejections_message(evaluations))
+
+
+def _rejections_message(evaluations: list[Evaluation]) -> str:
+    lines = [f"- {ev.team} {ev.submission['commit'][:12]} ({ev.phase}): {ev.reason}" for ev in evaluations]
+    return f"Rejected {len(evaluations)} submission head(s)\n\n" + "\n".join(lines) + "\n"
 
 
 def _save(results: Path, paths: list[Path], message: str) -> None:
@@ -125,27 +214,124 @@ def _save(results: Path, paths: list[Path], message: str) -> None:
         raise JcError(f"{results}: saving {', '.join(rel)} failed: {exc}") from None
 
 
-def recover(results: Path) -> list[str]:
-    """Save complete evaluations a crash left unsaved; drop half-assembled ones. Returns saved ids."""
-    shutil.rmtree(results / INCOMING, ignore_errors=True)
-    evaluations = results / EVALUATIONS
-    if not evaluations.is_dir():
-        return []
+# -- recovery: what the next holder of the lock does about a writer that died ---------------------
+
+
+@dataclass
+class Recovery:
+    """What :func:`recover` repaired."""
+
+    saved: list[str] = field(default_factory=list)  # evaluation ids saved from an interrupted writer
+    removed: list[str] = field(default_factory=list)  # half-written folders and files removed
+    restored: list[str] = field(default_factory=list)  # committed files put back as committed
+    git_locks: list[str] = field(default_factory=list)  # stale git lock files removed
+
+
+def _stale_git_locks(results: Path) -> list[Path]:
+    gitdir = results / ".git"
+    found = [gitdir / name for name in _GIT_LOCKS if (gitdir / name).exists()]
+    for sub in ("refs", "logs"):
+        if (gitdir / sub).is_dir():
+            found += sorted((gitdir / sub).rglob("*.lock"))
+    return found
+
+
+def _worktree_changes(results: Path) -> list[tuple[str, str]]:
+    """(status, path) of every file that differs from HEAD or is untracked (not ignored)."""
+    out = git(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"], results).stdout
+    changes = []
+    for entry in out.split("\0"):
+        if len(entry) > 3:
+            changes.append((entry[:2], entry[3:]))
+    return changes
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+def recover(results: Path) -> Recovery:
+    """Finish or undo what a killed writer left, so that the ledger is as if it had stopped cleanly.
+
+    Only call with the ledger lock held (:func:`jc_datalad.lock.hold`): the lock proves no
+    other writer lives, so git's lock files are stale and unsaved changes are leftovers.
+    """
+    done = Recovery()
+    for path in _stale_git_locks(results):
+        path.unlink()
+        done.git_locks.append(str(path.relative_to(results)))
+    if done.git_locks:
+        lgr.warning("%s: removed stale git lock(s) of an interrupted writer: %s", results, ", ".join(done.git_locks))
+    # a kill between git's ref update and its index update leaves an index that disagrees with HEAD
+    git(["reset", "--quiet"], results)
     committed = committed_ids(results)
-    saved = []
-    for folder in sorted(evaluations.iterdir()):
-        if folder.name in committed:
+
+    # finished evaluations waiting to be saved come first: they replace what they were to replace
+    incoming = results / INCOMING
+    if incoming.is_dir():
+        for folder in sorted(incoming.iterdir()):
+            if folder.name.endswith(_REPLACED) or not folder.is_dir() or _read_record(folder) is None:
+                _remove(folder)
+                done.removed.append(f"{INCOMING}/{folder.name}")
+            else:
+                _place(results, folder, folder.name)
+        shutil.rmtree(incoming, ignore_errors=True)
+
+    by_evaluation: dict[str, list[tuple[str, str]]] = {}
+    other: list[tuple[str, str]] = []
+    for status, rel in _worktree_changes(results):
+        parts = rel.split("/")
+        if parts[0] == EVALUATIONS and len(parts) > 2:
+            by_evaluation.setdefault(parts[1], []).append((status, rel))
+        else:
+            other.append((status, rel))
+
+    to_save: list[Evaluation] = []
+    for eid, changes in sorted(by_evaluation.items()):
+        folder = results / EVALUATIONS / eid
+        record = _read_record(folder)
+        if record is not None and record.id == eid and (eid not in committed or _record_changed(results, eid)):
+            to_save.append(record)
             continue
-        record = folder / RECORD
-        if not record.is_file():
-            shutil.rmtree(folder)
-            continue
-        evaluation = Evaluation.from_dict(json.loads(record.read_text()))
-        # the first reproduce line is the command the run record holds
-        cmd = shlex.split(evaluation.reproduce[0]) if evaluation.reproduce else ["true"]
-        _save(results, [folder], run_record_message(results, evaluation, cmd))
-        saved.append(folder.name)
-    return saved
+        _undo(results, [(s, r) for s, r in changes], done)
+        if eid not in committed:
+            _remove(folder)
+    _undo(results, other, done)
+
+    rejected = [ev for ev in to_save if ev.status is Status.REJECTED]
+    if rejected:
+        _save(results, [results / EVALUATIONS / ev.id for ev in rejected], _rejections_message(rejected))
+    for ev in to_save:
+        if ev.status is not Status.REJECTED:
+            # the first reproduce line is the command the run record holds
+            cmd = shlex.split(ev.reproduce[0]) if ev.reproduce else ["true"]
+            _save(results, [results / EVALUATIONS / ev.id], run_record_message(results, ev, cmd))
+    done.saved = [ev.id for ev in to_save]
+    return done
+
+
+def _record_changed(results: Path, eid: str) -> bool:
+    rel = f"{EVALUATIONS}/{eid}/{RECORD}"
+    proc = git(["diff", "--quiet", "HEAD", "--", rel], results, check=False)
+    return proc.returncode != 0
+
+
+def _undo(results: Path, changes: list[tuple[str, str]], done: Recovery) -> None:
+    """Put changed committed files back as committed; remove files that were never committed."""
+    tracked = [rel for status, rel in changes if status != "??"]
+    for status, rel in changes:
+        if status == "??":
+            _remove(results / rel)
+            done.removed.append(rel)
+    if tracked:
+        git(["checkout", "--quiet", "HEAD", "--", *tracked], results)
+        done.restored += tracked
+    if changes:
+        lgr.warning("%s: undid unsaved changes of an interrupted writer: %s", results,
+                    ", ".join(rel for _, rel in changes[:10]) + (" ..." if len(changes) > 10 else ""))
 
 
 def iter_records(results: Path) -> Iterator[tuple[Path, Evaluation | Exception]]:
@@ -167,30 +353,109 @@ SEEN = "submissions/seen.jsonl"
 OVERRIDES = "overrides.jsonl"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+@dataclass(frozen=True)
+class BadLine:
+    """A line of an append-only ledger file that was skipped, and why."""
+
+    file: str  # relative to the results dataset
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}; line skipped (fix or remove it with a commit)"
+
+
+def _read_jsonl(results: Path, rel: str, check: Callable[[dict], str | None]) -> tuple[list[dict], list[BadLine]]:
+    """The entries of a JSON-lines file; lines that are not a valid entry are reported and skipped."""
+    path = results / rel
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], []
+    entries: list[dict] = []
+    bad: list[BadLine] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if len(line) > _MAX_LINE:
+            bad.append(BadLine(rel, number, f"line of {len(line)} characters (at most {_MAX_LINE})"))
+            continue
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            bad.append(BadLine(rel, number, f"not JSON ({str(exc)[:80]})"))
+            continue
+        problem = "not a JSON object" if not isinstance(entry, dict) else check(entry)
+        if problem:
+            bad.append(BadLine(rel, number, problem))
+            continue
+        entries.append(entry)
+    for b in bad:
+        lgr.warning("%s", b)
+    return entries, bad
+
+
+_MAX_LINE = 1 << 16
+
+
+def _check_seen(entry: dict) -> str | None:
+    for key in ("team", "commit", "first_seen"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            return f"`{key}` missing or not a text"
+    from jc_datalad.standings import parse_time
+
+    try:
+        parse_time(entry["first_seen"])
+    except ValueError:
+        return f"first_seen {entry['first_seen'][:40]!r} is not an ISO time"
+    return None
+
+
+def _check_override(entry: dict) -> str | None:
+    from jc_datalad.admission import OVERRIDE_ACTIONS
+    from jc_datalad.standings import parse_time
+
+    action = entry.get("action")
+    if action not in OVERRIDE_ACTIONS:
+        return f"action {str(action)[:40]!r} is not one of {', '.join(OVERRIDE_ACTIONS)}"
+    for key in ("target", "reason"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            return f"`{key}` missing or not a text"
+    if action == "extend":
+        try:
+            parse_time(str(entry.get("end")))
+        except ValueError:
+            return f"extend needs `end`, an ISO time (got {str(entry.get('end'))[:40]!r})"
+    return None
 
 
 def _append_jsonl(results: Path, rel: str, entries: list[dict], message: str) -> None:
     path = results / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
+    with open(path, "ab") as fh:
+        # a line cut short by a killed writer must not swallow the next entry
+        if fh.tell() and path.read_bytes()[-1:] != b"\n":
+            fh.write(b"\n")
         for entry in entries:
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            fh.write((json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
     _save(results, [path], message)
 
 
-def load_seen(results: Path) -> dict[tuple[str, str], dict]:
+def read_seen(results: Path) -> tuple[dict[tuple[str, str], dict], list[BadLine]]:
     """(repository team, commit) -> the entry written when the runner first saw that head.
 
-    The runner's clock decides; an entry is written once and never rewritten.
+    The runner's clock decides; an entry is written once and never rewritten. Broken lines
+    are returned, not raised: one bad line never stops a pass.
     """
     seen: dict[tuple[str, str], dict] = {}
-    for entry in _read_jsonl(results / SEEN):
+    entries, bad = _read_jsonl(results, SEEN, _check_seen)
+    for entry in entries:
         seen.setdefault((entry["team"], entry["commit"]), entry)
-    return seen
+    return seen, bad
+
+
+def load_seen(results: Path) -> dict[tuple[str, str], dict]:
+    return read_seen(results)[0]
 
 
 def record_seen(results: Path, entries: list[dict]) -> None:
@@ -198,11 +463,19 @@ def record_seen(results: Path, entries: list[dict]) -> None:
         _append_jsonl(results, SEEN, entries, f"First seen: {len(entries)} new submission head(s)")
 
 
+def read_overrides(results: Path) -> tuple[list[dict], list[BadLine]]:
+    """The organizer's overrides, in order; broken lines are returned with their line numbers."""
+    return _read_jsonl(results, OVERRIDES, _check_override)
+
+
 def load_overrides(results: Path) -> list[dict]:
-    return _read_jsonl(results / OVERRIDES)
+    return read_overrides(results)[0]
 
 
 def record_override(results: Path, entry: dict) -> None:
+    problem = _check_override(entry)
+    if problem:
+        raise JcError(f"override not recorded: {problem}")
     what = entry["action"] + " " + str(entry.get("target", ""))
     _append_jsonl(results, OVERRIDES, [entry], f"Organizer override: {what.strip()}: {entry['reason']}")
 

@@ -1,10 +1,13 @@
 """The organizer's runner: find new submissions, evaluate them, record the results.
 
-A pass (:func:`run_once`) is idempotent and crash-safe: evaluations already in
-the ledger are not redone, finished but unsaved ones are saved, and one broken
-submission becomes a record instead of stopping the pass. Evaluations run in
-a pool of worker threads (each drives git and a sandboxed process); saving to
-the ledger happens in one place, in order of completion.
+A pass (:func:`run_once`) is idempotent and crash-safe: it holds the results
+dataset's lock (one writer at a time), evaluations already in the ledger are
+not redone, what a killed writer left is finished or undone
+(:func:`jc_datalad.ledger.recover`), and one broken submission becomes a
+record instead of stopping the pass. Evaluations run in a pool of worker
+threads (each drives git and a sandboxed process); each worker writes its
+finished record to disk at once, and saving to the ledger happens in one
+place, in order of completion. See docs/runner.md.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -20,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jc_datalad import admission, description, ledger, standings
+from jc_datalad import admission, description, ledger, lock, standings
 from jc_datalad.admission import Candidate
 from jc_datalad.config import RunnerConfig, Team, load_teams
 from jc_datalad.errors import JcError
@@ -39,6 +44,9 @@ from jc_datalad.spec import ChallengeSpec, load_spec
 lgr = logging.getLogger(__name__)
 
 IGNORED_BRANCHES = ("git-annex",)
+#: Tries of an evaluation that the platform failed before it is recorded as such (never counted).
+INFRASTRUCTURE_TRIES = 3
+_RETRIES = "state/infrastructure-retries.json"  # in the work folder: tries so far, per evaluation id
 
 
 @dataclass
@@ -52,6 +60,8 @@ class PassReport:
     wall_s: float = 0.0
     prepare_s: float = 0.0
     standings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # broken ledger lines, skipped
+    retry: list[str] = field(default_factory=list)  # evaluations the platform failed: tried again next pass
 
     def as_dict(self) -> dict:
         return {
@@ -59,6 +69,8 @@ class PassReport:
             "already_done": self.already_done,
             "recovered": self.recovered,
             "team_errors": self.team_errors,
+            "problems": self.problems,
+            "retry": self.retry,
             "wall_s": round(self.wall_s, 3),
             "prepare_s": round(self.prepare_s, 3),
             "standings": self.standings,
@@ -107,7 +119,7 @@ def _rejected(spec: ChallengeSpec, config: RunnerConfig, d: admission.Decision) 
         team=d.team,
         submission={"repository": cand.team.repository, "commit": cand.commit,
                     "branches": list(cand.branches), "first_seen": d.first_seen,
-                    "repository_team": cand.team.name},
+                    "repository_team": cand.team.name, **({"keys": d.keys} if d.keys else {})},
         phase=d.phase,
         split=d.split,
         status=Status.REJECTED,
@@ -117,29 +129,56 @@ def _rejected(spec: ChallengeSpec, config: RunnerConfig, d: admission.Decision) 
     )
 
 
+def start_writing(config: RunnerConfig, holding: lock.Holding, say: Callable[[str], None]) -> list[str]:
+    """What every writer does first, with the lock held: end a dead writer's processes, create
+    the ledger if needed, recover what the dead writer left, and clear its temporary folders.
+
+    Returns the ids of evaluations saved from an interrupted pass.
+    """
+    ensure_identity()
+    lock.end_orphans(holding)
+    ledger.create_results(config.results)
+    recovery = ledger.recover(config.results)
+    if recovery.saved:
+        say(f"recovered {len(recovery.saved)} finished evaluation(s) an interrupted pass left unsaved")
+    if recovery.git_locks:
+        say(f"removed stale git lock(s) of an interrupted writer: {', '.join(recovery.git_locks)}")
+    for sub in ("verify", "eval"):  # per-evaluation scratch folders (admission.bare_clone, evaluate)
+        shutil.rmtree(config.work / sub, ignore_errors=True)
+    return recovery.saved
+
+
 def run_once(
     config: RunnerConfig,
     *,
     now: dt.datetime | None = None,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    wait: bool = False,
 ) -> PassReport:
     """One pass over every team repository. Returns what was recorded.
 
     ``now`` is the runner's clock (injectable for tests): it stamps newly seen heads and
-    decides which phases have ended.
+    decides which phases have ended. Another writer holding the results dataset's lock
+    makes this raise :class:`jc_datalad.lock.LockBusy`, or wait for it with ``wait``.
     """
     say = progress or (lambda msg: None)
+    with lock.hold(config.results, wait=wait, what="jc runner run") as holding:
+        return _pass(config, holding, now or dt.datetime.now(dt.UTC), workers, say)
+
+
+def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers: int | None,
+          say: Callable[[str], None]) -> PassReport:
     start = time.perf_counter()
-    now = now or dt.datetime.now(dt.UTC)
-    ensure_identity()
-    ledger.create_results(config.results)
-    report = PassReport(recovered=ledger.recover(config.results))
-    if report.recovered:
-        say(f"recovered {len(report.recovered)} unsaved evaluation(s) from an interrupted pass")
+    report = PassReport(recovered=start_writing(config, holding, say))
     spec = load_spec(config.challenge)
+    overrides, bad = ledger.read_overrides(config.results)
+    seen, bad_seen = ledger.read_seen(config.results)
+    report.problems = [str(b) for b in (*bad, *bad_seen)]
+    for problem in report.problems:
+        say(problem)
     # what the site's challenge pages show; committed only when it changed (a few git calls otherwise)
-    if description.publish(config, spec, now.strftime("%Y-%m-%dT%H:%M:%SZ"), ledger.load_overrides(config.results)):
+    if description.publish(config, spec, now.strftime("%Y-%m-%dT%H:%M:%SZ"), overrides):
         say(f"challenge description written to {ledger.CHALLENGES}/{spec.id}/")
     teams = load_teams(config.teams_file)
     if not teams:
@@ -148,16 +187,15 @@ def run_once(
     for err in report.team_errors:
         say(err)
 
-    seen = ledger.load_seen(config.results)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     fresh = [{"team": c.team.name, "commit": c.commit, "branches": list(c.branches),
               "repository": c.team.repository, "first_seen": stamp}
              for c in candidates if (c.team.name, c.commit) not in seen]
-    ledger.record_seen(config.results, fresh)
-    seen = ledger.load_seen(config.results)
+    if fresh:
+        ledger.record_seen(config.results, fresh)
+        seen, _ = ledger.read_seen(config.results)
 
     records = [r for _, r in ledger.iter_records(config.results) if isinstance(r, Evaluation)]
-    overrides = ledger.load_overrides(config.results)
     decisions = admission.decide(candidates, config=config, spec=spec, teams=teams, seen=seen,
                                  records=records, overrides=overrides,
                                  done=ledger.committed_ids(config.results))
@@ -165,12 +203,11 @@ def run_once(
     report.already_done = len(candidates) - len(decisions)
     say(f"{len(candidates)} submission head(s): {len(admitted)} to evaluate, "
         f"{len(decisions) - len(admitted)} rejected, {report.already_done} already in the ledger")
-    for d in decisions:
-        if not d.admitted:
-            ev = _rejected(spec, config, d)
-            _commit(config, ev, ledger.incoming_dir(config.results, ev.id), [])
-            report.evaluations.append(ev)
-            say(f"{d.team} {d.candidate.commit[:12]}: rejected: {d.reason}")
+    rejected = [_rejected(spec, config, d) for d in decisions if not d.admitted]
+    ledger.commit_rejections(config.results, rejected)  # one commit for all, however many
+    for ev in rejected:
+        report.evaluations.append(ev)
+        say(f"{ev.team} {ev.submission['commit'][:12]}: rejected: {ev.reason}")
 
     if admitted:
         _evaluate_all(config, admitted, report, workers, say)
@@ -193,18 +230,65 @@ def _evaluate_all(config: RunnerConfig, admitted: list[admission.Decision], repo
                       "repository_team": d.candidate.team.name}
         ev, cmd = _evaluate_one(config, ctx, replace(d.candidate.team, name=d.team), d.candidate.commit,
                                 d.phase, d.split, out, submission)
+        if ev.status is not Status.INFRASTRUCTURE:
+            # finished: on disk now, so a crash before it is saved keeps it (ledger.recover saves it)
+            ledger.write_record(out, ev)
         return ev, out, cmd
 
     total = len(admitted)
+    retries = _Retries(config.work / _RETRIES)
     with ThreadPoolExecutor(max_workers=workers or config.workers) as pool:
         futures = [pool.submit(job, d) for d in admitted]
         for number, future in enumerate(as_completed(futures), 1):
             ev, out, cmd = future.result()
+            if ev.status is Status.INFRASTRUCTURE:
+                tries = retries.add(ev.id)
+                if tries < INFRASTRUCTURE_TRIES:
+                    shutil.rmtree(out, ignore_errors=True)
+                    report.retry.append(ev.id)
+                    say(f"[{number}/{total}] {ev.team} {ev.submission['commit'][:12]}: platform error "
+                        f"(try {tries} of {INFRASTRUCTURE_TRIES}), tried again next pass: {(ev.reason or '')[:160]}")
+                    continue
+                ev = replace(ev, reason=f"platform error after {tries} tries, not counted against the "
+                                        f"team's quota: {ev.reason or 'no detail'}")
+                ledger.write_record(out, ev)
             t_rec = time.perf_counter()
-            _commit(config, ev, out, cmd)
+            ledger.commit(config.results, out, ev, cmd or ["true"])
+            retries.forget(ev.id)
             ev.stages["record"] = round(time.perf_counter() - t_rec, 4)
             report.evaluations.append(ev)
             say(_progress_line(number, total, ev, ctx))
+
+
+class _Retries:
+    """How often the platform failed each evaluation: runner state in the work folder.
+
+    Written by temp file and rename. Losing it (a new work folder) only restarts the count.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        self.tries: dict[str, int] = {k: v for k, v in data.items() if isinstance(v, int)} \
+            if isinstance(data, dict) else {}
+
+    def add(self, eid: str) -> int:
+        self.tries[eid] = self.tries.get(eid, 0) + 1
+        self._save()
+        return self.tries[eid]
+
+    def forget(self, eid: str) -> None:
+        if self.tries.pop(eid, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.tries, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 def _finalize(config: RunnerConfig, spec: ChallengeSpec, overrides: list[dict], now: dt.datetime,
@@ -250,11 +334,6 @@ def final_tags(config: RunnerConfig, spec: ChallengeSpec, teams: dict[str, Team]
     return out
 
 
-def _commit(config: RunnerConfig, ev: Evaluation, out: Path, cmd: list[str]) -> None:
-    ledger.write_record(out, ev)
-    ledger.commit(config.results, out, ev, cmd or ["true"])
-
-
 def _progress_line(number: int, total: int, ev: Evaluation, ctx: Context) -> str:
     primary = ctx.spec.metrics.primary
     head = f"[{number}/{total}] {ev.team} {ev.submission['commit'][:12]}: {ev.status.value}"
@@ -297,13 +376,23 @@ def _evaluate_one(config: RunnerConfig, ctx: Context, team: Team, commit: str, p
     return ev, cmd
 
 
-def reproduce(config: RunnerConfig, eval_id: str) -> tuple[Evaluation, Evaluation]:
-    """Re-execute a stored evaluation with ``datalad rerun``; return (stored, redone)."""
+def reproduce(config: RunnerConfig, eval_id: str, *, wait: bool = False) -> tuple[Evaluation, Evaluation]:
+    """Re-execute a stored evaluation with ``datalad rerun``; return (stored, redone).
 
+    Holds the results dataset's lock: the rerun commits to the ledger.
+    """
+    with lock.hold(config.results, wait=wait, what=f"jc runner reproduce {eval_id}") as holding:
+        start_writing(config, holding, lgr.info)
+        return _reproduce(config, eval_id)
+
+
+def _reproduce(config: RunnerConfig, eval_id: str) -> tuple[Evaluation, Evaluation]:
     path = ledger.record_path(config.results, eval_id)
     if not path.exists():
         raise JcError(f"{eval_id}: no such evaluation in {config.results}")
     before = Evaluation.from_dict(json.loads(path.read_text()))
+    if before.status is Status.REJECTED:
+        raise JcError(f"{eval_id} was rejected ({before.reason}): nothing ran, so there is nothing to reproduce")
     commit = git_out(["log", "-1", "--format=%H", "--", str(path.relative_to(config.results))], config.results)
     proc = subprocess.run(
         ["datalad", "rerun", commit], cwd=config.results, env=env_with_annex_on_path(),
@@ -316,8 +405,18 @@ def reproduce(config: RunnerConfig, eval_id: str) -> tuple[Evaluation, Evaluatio
 
 
 def override(config: RunnerConfig, action: str, target: str, *, reason: str, end: str | None = None,
-             now: dt.datetime | None = None) -> dict:
-    """Record an organizer override in the results dataset (one commit, with the reason)."""
+             now: dt.datetime | None = None, wait: bool = False) -> dict:
+    """Record an organizer override in the results dataset (one commit, with the reason).
+
+    Holds the results dataset's lock, like a pass.
+    """
+    with lock.hold(config.results, wait=wait, what=f"jc runner override {action}") as holding:
+        start_writing(config, holding, lgr.info)
+        return _override(config, action, target, reason=reason, end=end, now=now)
+
+
+def _override(config: RunnerConfig, action: str, target: str, *, reason: str, end: str | None,
+              now: dt.datetime | None) -> dict:
     import getpass
 
     from jc_datalad.spec import _parse_time
@@ -326,8 +425,6 @@ def override(config: RunnerConfig, action: str, target: str, *, reason: str, end
         raise JcError(f"unknown override {action!r}; one of {', '.join(admission.OVERRIDE_ACTIONS)}")
     if not reason.strip():
         raise JcError("an override needs a reason")
-    ensure_identity()
-    ledger.create_results(config.results)
     entry = {"action": action, "target": target, "reason": reason.strip(), "by": getpass.getuser(),
              "at": (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if action == "extend":

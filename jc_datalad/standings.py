@@ -89,8 +89,9 @@ class Admission:
 
 
 def _counts(record: Evaluation, count_failed: bool) -> bool:
+    # rejections never ran; a platform failure (infrastructure) is never the team's to pay for
     if count_failed:
-        return record.status is not Status.REJECTED
+        return record.status not in (Status.REJECTED, Status.INFRASTRUCTURE)
     return record.status is Status.EVALUATED
 
 
@@ -109,7 +110,7 @@ def admit(
     """Check the quotas of ``phase`` for one new submission of ``team``.
 
     ``history`` holds the team's earlier records; records of other teams and
-    other phases are ignored. Rejected records never count; with
+    other phases are ignored. Rejected and infrastructure records never count; with
     ``count_failed=False`` only evaluated ones do. ``per_day`` counts the
     records first seen on the same UTC day as ``first_seen``; ``total`` counts
     the whole phase. The total is checked first: waiting a day does not lift it.

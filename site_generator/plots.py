@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,7 +78,7 @@ class PlotCache:
                     text = path.read_text(encoding="utf-8")
                 except OSError:
                     text = None
-            if text is None:
+            if not text:  # missing, or empty (written by a build that was killed before atomic writes)
                 text = str(draw())
                 self.drawn[digest] = text
             self.used[digest] = text
@@ -92,13 +93,20 @@ class PlotCache:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         for digest, text in self.drawn.items():
-            path = self.folder / f"{digest}.svg"
-            if path.is_symlink():
-                path.unlink()
-            path.write_text(text, encoding="utf-8")
+            write_atomic(self.folder / f"{digest}.svg", text)
+        for path in self.folder.glob(".*.tmp"):  # left by a build that was killed while writing
+            path.unlink()
         for path in self.folder.glob("*.svg"):
             if path.stem not in self.used and path.stem not in self.kept and not path.is_symlink():
                 path.unlink()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a cache file by temp file and rename: a build killed meanwhile leaves the old file or
+    none, never a partial one that later builds would take as drawn. A symlink there is replaced."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _svg(fig: Figure, salt: str, title: str) -> Markup:

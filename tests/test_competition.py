@@ -233,3 +233,52 @@ def test_submit_check_wants_a_signature(board):
     sh("git", "commit", "-q", "--no-gpg-sign", "--allow-empty", "-m", "unsigned", cwd=clone)
     result = check_submission(clone)
     assert not result.ok and "is not signed" in result.problems[0]
+
+
+def test_a_flood_of_unsigned_heads_costs_one_commit_then_nothing(board, monkeypatch):
+    from jc_datalad import admission
+    from jc_datalad.teams import add_team
+
+    clones = []
+    real_clone = admission.bare_clone
+
+    def counting_clone(config, repository):
+        clones.append(repository)
+        return real_clone(config, repository)
+
+    monkeypatch.setattr(admission, "bare_clone", counting_clone)
+    repo, clone, own = signed_team(board, "flood")
+    sh("git", "config", "commit.gpgsign", "false", cwd=clone)
+    branches = []
+    for i in range(30):
+        sh("git", "commit", "-q", "--allow-empty", "-m", f"unsigned {i}", cwd=clone)
+        sh("git", "branch", "-q", f"flood-{i}", cwd=clone)
+        branches.append(f"flood-{i}")
+    sh("git", "remote", "add", "team", str(repo), cwd=clone)
+    sh("git", "push", "-q", "team", *branches, cwd=clone)
+    results = board.config.results
+
+    def head() -> str:
+        return sh("git", "rev-parse", "HEAD", cwd=results).strip()
+
+    report = board.run(now=at("2027-01-12T10:00:00"))
+    assert len(report.evaluations) == 30
+    assert all(ev.status is Status.REJECTED and "is not signed" in ev.reason for ev in report.evaluations)
+    subjects = sh("git", "log", "--format=%s", cwd=results).splitlines()
+    assert subjects.count("Rejected 30 submission head(s)") == 1
+    assert not [s for s in subjects if s.startswith("[DATALAD RUNCMD]")]  # no commit per rejection
+    assert clones == [str(repo)]  # one bare clone for the team's 30 heads
+
+    # the next pass: the rejected heads are remembered; no clone, no commit
+    clones.clear()
+    before = head()
+    report = board.run(now=at("2027-01-12T11:00:00"))
+    assert report.evaluations == [] and report.already_done == 30
+    assert clones == [] and head() == before
+
+    # the team registers another key: what decided the rejections changed, so they are decided again
+    add_team(board.teams_file, "flood", str(repo), keys=[str(own) + ".pub", str(keypair(board.root, "spare")) + ".pub"])
+    report = board.run(now=at("2027-01-12T12:00:00"))
+    assert len(report.evaluations) == 30 and all(ev.status is Status.REJECTED for ev in report.evaluations)
+    assert clones == [str(repo)]
+    assert sh("git", "log", "--format=%s", cwd=results).splitlines().count("Rejected 30 submission head(s)") == 2
