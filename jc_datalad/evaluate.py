@@ -110,15 +110,6 @@ def _dataset_identity(path: Path) -> tuple[str, str]:
     return dsid.stdout.strip(), git_out(["rev-parse", "HEAD"], path)
 
 
-def _sandbox_readable(path: Path) -> None:
-    """Make a staged tree readable by the sandbox's uids (they reach it through jc_datalad.nsexec,
-    wherever it lies)."""
-    for dirpath, _dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-
-
 def stage_hidden(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Hidden:
     """Copy the hidden inputs of ``split`` once per version into the work folder."""
     base = config.private / "hidden" / split
@@ -135,9 +126,9 @@ def stage_hidden(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Hidde
         tmp.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(inputs, tmp, symlinks=False, ignore=shutil.ignore_patterns(".git", ".datalad",
                                                                                    ".gitattributes"))
-        _sandbox_readable(tmp)
+        sandbox.make_readable(tmp)
         os.replace(tmp, staged)
-    _sandbox_readable(staged)
+    sandbox.make_readable(staged)
     items = tuple(sorted(p.name for p in labels.iterdir() if not p.name.startswith(".")))
     lb = spec.leaderboard
     return Hidden(split, staged, labels, inputs_id, inputs_commit, labels_id, labels_commit, items,

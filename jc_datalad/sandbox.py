@@ -170,6 +170,17 @@ def _tail(path: Path) -> str:
         return ""
 
 
+def make_readable(tree: Path) -> None:
+    """Folders 0755 and regular files 0644 under ``tree``: the sandbox's uids read staged copies
+    (they reach them through :mod:`jc_datalad.nsexec`, wherever they lie)."""
+    for dirpath, _dirnames, filenames in os.walk(tree):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.chmod(path, 0o644)
+
+
 def runtime_dir() -> Path:
     """The root runner's runtime folder, created root-owned and 0755; refused if anyone else could change it."""
     path = RUNTIME_DIR
