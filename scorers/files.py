@@ -130,6 +130,18 @@ def _table_text(path: Path, trusted: bool, max_bytes: int) -> str:
         ) from exc
 
 
+def _quote(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value from a participant's table, shortened: messages quote it, bounded."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _columns(frame: pd.DataFrame, shown: int = 10) -> str:
+    names = [_quote(c, 40) for c in frame.columns[:shown]]
+    more = f", ... ({frame.shape[1]} in all)" if frame.shape[1] > shown else ""
+    return "[" + ", ".join(names) + more + "]"
+
+
 def read_table(
     path: Path,
     *,
@@ -162,14 +174,14 @@ def read_table(
         raise ItemError(f"has more than {max_rows} rows; write one row per item")
     if frame.shape[1] < 2:
         raise ItemError(
-            f"needs an id column and at least one value column, found columns {list(frame.columns)}"
+            f"needs an id column and at least one value column, found columns {_columns(frame)}"
         )
     if frame.empty:
         raise ItemError("has a header but no rows")
     key = frame.columns[0]
     dup = frame[key][frame[key].duplicated()]
     if len(dup):
-        raise ItemError(f"id {dup.iloc[0]!r} appears more than once in column {key!r}")
+        raise ItemError(f"id {_quote(dup.iloc[0])} appears more than once in column {_quote(key)}")
     return frame.set_index(key)
 
 
@@ -180,25 +192,25 @@ def table_column(
     if column is None:
         if frame.shape[1] != 1:
             raise ItemError(
-                f"{role} has several value columns {list(frame.columns)}; "
+                f"{role} has several value columns {_columns(frame)}; "
                 "pass column=NAME to choose one"
             )
         column = str(frame.columns[0])
     if column not in frame.columns:
-        raise ItemError(f"{role} has no column {column!r}; found {list(frame.columns)}")
+        raise ItemError(f"{role} has no column {_quote(column)}; found {_columns(frame)}")
     series = frame[column]
     if numeric:
         values = pd.to_numeric(series, errors="coerce")
         bad = values.index[~np.isfinite(values.to_numpy(dtype=float))]
         if len(bad):
             raise ItemError(
-                f"column {column!r} has {len(bad)} missing, non-numeric or infinite value(s) "
-                f"(first at id {bad[0]!r}); every item needs a finite number"
+                f"column {_quote(column)} has {len(bad)} missing, non-numeric or infinite value(s) "
+                f"(first at id {_quote(bad[0])}); every item needs a finite number"
             )
         return values.astype(float)
     if series.isna().any():
         first = series.index[series.isna()][0]
-        raise ItemError(f"column {column!r} has missing values (first at id {first!r})")
+        raise ItemError(f"column {_quote(column)} has missing values (first at id {_quote(first)})")
     return series
 
 
@@ -209,9 +221,9 @@ def align(truth: pd.Series, pred: pd.Series) -> tuple[NDArray[Any], NDArray[Any]
     if len(missing) or len(extra):
         parts = []
         if len(missing):
-            parts.append(f"{len(missing)} id(s) missing (first {missing[0]!r})")
+            parts.append(f"{len(missing)} id(s) missing (first {_quote(missing[0])})")
         if len(extra):
-            parts.append(f"{len(extra)} unknown id(s) (first {extra[0]!r})")
+            parts.append(f"{len(extra)} unknown id(s) (first {_quote(extra[0])})")
         raise ItemError(f"{' and '.join(parts)}; predict exactly the ids of the truth")
     t, p = truth.to_numpy(), pred.loc[truth.index].to_numpy()
     # pandas keeps text as Python objects; the scorers want a numpy string array

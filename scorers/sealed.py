@@ -29,10 +29,12 @@ from ._version import __version__
 from .errors import ScorerError
 from .folder import score_parts
 
-__all__ = ["FORMAT", "main", "request_args"]
+__all__ = ["FORMAT", "MESSAGE_CHARS", "main", "request_args"]
 
 #: The ``format`` of the printed object; the reader checks it.
 FORMAT = "jc-sealed-score/1"
+#: Longest error message written per item.
+MESSAGE_CHARS = 1000
 
 
 def request_args(
@@ -68,8 +70,17 @@ def _result(args: argparse.Namespace) -> dict[str, Any]:
                             items=_names(args.items, "--items"),
                             public_items=_names(args.public, "--public"), **options)
     except ScorerError as exc:
-        return {"format": FORMAT, "version": __version__, "scorer": args.scorer, "error": str(exc)}
-    return {"format": FORMAT, "error": None, **parts.to_dict()}
+        return {"format": FORMAT, "version": __version__, "scorer": args.scorer, "error": _short(str(exc))}
+    result = parts.to_dict()
+    # messages may quote participant data (an id, a column name): bounded, so the result stays small
+    result["errors"] = [_short(e) for e in result["errors"]]
+    for item in result["items"]:
+        item["error"] = None if item["error"] is None else _short(item["error"])
+    return {"format": FORMAT, "error": None, **result}
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS - 3] + "..."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

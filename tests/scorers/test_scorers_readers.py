@@ -306,3 +306,19 @@ def test_sealed_entry_prints_one_json_result(folders):
         predictions=str(pred), labels=str(labels), scorer="instance_segmentation", items=["zz.tif"],
         public_items=[])).stdout)
     assert "have no truth file" in result["error"]
+
+
+def test_sealed_entry_bounds_quoted_messages(class_dirs):
+    from scorers.sealed import MESSAGE_CHARS, request_args
+
+    pred, truth = class_dirs
+    long_id = "x" * 50_000
+    (pred / "t.csv").write_text(f"id,sex\n{long_id},1\n{long_id},0\n")
+    result = json.loads(_sealed(*request_args(predictions=str(pred), labels=str(truth), scorer="classification",
+                                              items=["t.csv"], public_items=[])).stdout)
+    assert "appears more than once" in result["errors"][0] and "xxx..." in result["errors"][0]
+    assert len(result["errors"][0]) < 200 and len(result["items"][0]["error"]) < 200
+    (pred / "t.csv").write_text("id," + ",".join(f"{long_id}{k}" for k in range(20)) + "\ns1" + ",1" * 20 + "\n")
+    result = json.loads(_sealed(*request_args(predictions=str(pred), labels=str(truth), scorer="classification",
+                                              items=["t.csv"], public_items=[])).stdout)
+    assert "(20 in all)" in result["errors"][0] and len(result["errors"][0]) <= MESSAGE_CHARS
