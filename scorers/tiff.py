@@ -44,6 +44,8 @@ __all__ = ["MAX_IMAGE_BYTES", "MAX_PAGES", "ReadError", "open_regular", "read_ti
 MAX_IMAGE_BYTES = 2**31
 #: Most pages (frames) read from one file.
 MAX_PAGES = 10_000
+#: Compressed bytes read at a time while a block is checked.
+_SLICE = 2**20
 
 _HOW = "write it with tifffile.imwrite(path, labels)"
 
@@ -125,17 +127,21 @@ def _check_segments(fh: BinaryIO, page: Any, itemsize: int, file_size: int) -> N
         if offset < 0 or count < 0 or offset + count > file_size:
             raise ReadError("a data block lies outside the file; the TIFF is truncated or corrupt")
         fh.seek(offset)
-        data = fh.read(count)
-        inflater = make()
-        try:
-            out = inflater.decompress(data, bound + 1)
-        except (zlib.error, lzma.LZMAError) as exc:
-            raise ReadError(f"a compressed block is corrupt ({exc}); {_HOW}") from exc
-        if len(out) > bound:
-            raise ReadError(
-                f"a compressed block inflates beyond its declared {bound} bytes (a compression "
-                f"bomb); {_HOW}"
-            )
+        inflater, produced, left = make(), 0, count
+        while left:  # in slices: neither the compressed nor the inflated block is held whole
+            data = fh.read(min(left, _SLICE))
+            if not data:
+                raise ReadError("a data block lies outside the file; the TIFF is truncated or corrupt")
+            left -= len(data)
+            try:
+                produced += len(inflater.decompress(data, bound + 1 - produced))
+            except (zlib.error, lzma.LZMAError, EOFError) as exc:
+                raise ReadError(f"a compressed block is corrupt ({exc}); {_HOW}") from exc
+            if produced > bound:
+                raise ReadError(
+                    f"a compressed block inflates beyond its declared {bound} bytes (a compression "
+                    f"bomb); {_HOW}"
+                )
 
 
 def read_tiff(

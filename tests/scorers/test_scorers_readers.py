@@ -132,6 +132,10 @@ def test_pages_are_read_as_tifffile_writes_them(tmp_path):
         assert got.dtype == arr.dtype and np.array_equal(got, arr)
     tifffile.imwrite(tmp_path / "m.tif", (_labels() > 0).astype(np.uint8), compression="lzma")
     assert read_mask(tmp_path / "m.tif").sum() == (_labels() > 0).sum()
+    # one incompressible 2 MiB block: checked in slices, read whole
+    noise = np.random.default_rng(0).integers(0, 2**16, (1024, 1024), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "n.tif", noise, compression="zlib", rowsperstrip=1024)
+    assert np.array_equal(read_labels(tmp_path / "n.tif", expect_shape=(1024, 1024)), noise)
 
 
 def _peak_mib(fn) -> float:
