@@ -453,11 +453,13 @@ def _without_root_userns(args: list[str]) -> list[str]:
     return out
 
 
-def _sandbox_started(status: bytes) -> bool:
-    """Did bubblewrap report the sandboxed command's pid (its set-up finished)?"""
+def _command_ran(status: bytes) -> bool:
+    """Did bubblewrap report the command's exit (``--json-status-fd``)? It does not when its own
+    set-up (namespaces, mounts) failed: then nothing of the submission ran. The command cannot
+    write to that descriptor."""
     for line in status.splitlines():
         with contextlib.suppress(ValueError):
-            if "child-pid" in json.loads(line):
+            if "exit-code" in json.loads(line):
                 return True
     return False
 
@@ -522,13 +524,13 @@ def run(
     used = acct.finish()
     proc.returncode = exit_code = os.waitstatus_to_exitcode(wstatus)
     stderr_tail = _tail(err_path)
-    if not timed_out and not _sandbox_started(status_report):
-        status = StepStatus.INFRASTRUCTURE
-        lgr.warning("sandbox set-up failed (exit %s): %s", exit_code, stderr_tail[-500:])
-    elif timed_out:
+    if timed_out:
         status = StepStatus.TIMEOUT
     elif used.oom_killed or over_memory:
         status = StepStatus.MEMORY
+    elif not _command_ran(status_report):
+        status = StepStatus.INFRASTRUCTURE
+        lgr.warning("sandbox set-up failed (exit %s): %s", exit_code, stderr_tail[-500:])
     elif exit_code == 0:
         status = StepStatus.OK
     elif "MemoryError" in stderr_tail or "Cannot allocate memory" in stderr_tail:

@@ -189,3 +189,149 @@ def test_peak_memory_is_the_commands_own(minimal_rootfs, tree):
     assert small.status is big.status is sandbox.StepStatus.OK
     assert 0 < small.peak_rss_bytes < 64 * 2**20
     assert big.peak_rss_bytes > 300 * 2**20
+
+
+# -- limits for the whole process tree, per evaluation (jc_datalad.accounting, sandbox.identity) --
+
+def test_cpu_time_counts_every_process_of_the_step(minimal_rootfs, tree):
+    """CPU time is the tree's: a parent and two children each burn CPU; the step reads within 10%."""
+    script = (
+        "import os, time\n"
+        "def burn(s):\n"
+        "    t = time.process_time()\n"
+        "    while time.process_time() - t < s: pass\n"
+        "pids = []\n"
+        "for _ in range(2):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        burn(0.6); os._exit(0)\n"
+        "    pids.append(pid)\n"
+        "burn(0.6)\n"
+        "for pid in pids: os.waitpid(pid, 0)\n"
+        "t = os.times()\n"
+        "print(t.user + t.system + t.children_user + t.children_system)\n"
+    )
+    result = run(minimal_rootfs, tree, script)
+    assert result.status is sandbox.StepStatus.OK, result.stderr_tail
+    measured_inside = float(result.stdout_tail.split()[-1])
+    assert measured_inside > 1.6
+    assert abs(result.cpu_s - measured_inside) <= 0.1 * measured_inside, (result.cpu_s, measured_inside)
+
+
+def test_memory_limit_holds_for_the_whole_tree(minimal_rootfs, tree):
+    """Three processes of 400 MiB each stay under a per-process limit of 1 GiB, not under the tree's."""
+    script = (
+        "import os, time\n"
+        "for _ in range(2):\n"
+        "    if os.fork() == 0: break\n"
+        "x = bytearray(400 * 2**20)\n"
+        "for i in range(0, len(x), 4096): x[i] = 1\n"
+        "time.sleep(3)\n"
+    )
+    result = run(minimal_rootfs, tree, script, limits=sandbox.Limits(time_s=30, memory_bytes=2**30))
+    assert result.status is sandbox.StepStatus.MEMORY, (result.status, result.stderr_tail)
+
+
+def test_dev_is_read_only_and_shm_is_bounded(minimal_rootfs, tree):
+    script = (
+        "import errno\n"
+        "try:\n    open('/dev/jc', 'w')\nexcept OSError as e:\n    print('dev', e.errno)\n"
+        "try:\n    open('/dev/shm/big', 'wb').write(b'x' * 200 * 2**20)\nexcept OSError as e:\n"
+        "    print('shm', e.errno)\n"
+    )
+    result = run(minimal_rootfs, tree, script)
+    assert "dev 30" in result.stdout_tail  # EROFS
+    assert "shm 28" in result.stdout_tail  # ENOSPC
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers of x86_64")
+def test_no_user_namespaces_and_a_seccomp_filter(minimal_rootfs, tree):
+    script = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('unshare', libc.unshare(0x10000000), ctypes.get_errno())\n"  # CLONE_NEWUSER
+        "print('keyctl', libc.syscall(250, 0, -3, 0), ctypes.get_errno())\n"  # KEYCTL_GET_KEYRING_ID
+        "print('io_uring', libc.syscall(425, 1, 0), ctypes.get_errno())\n"
+    )
+    result = run(minimal_rootfs, tree, script)
+    assert result.status is sandbox.StepStatus.OK, result.stderr_tail
+    assert "unshare -1 1" in result.stdout_tail
+    assert "keyctl -1 1" in result.stdout_tail
+    assert "io_uring -1 1" in result.stdout_tail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid per evaluation needs a root runner")
+def test_a_fork_bomb_does_not_stop_another_evaluation(minimal_rootfs, work):
+    """Two evaluations at once, each with its own uid: one forks until its limit, the other still
+    starts its processes (they shared one uid's process count before)."""
+    limits = sandbox.Limits(time_s=8, memory_bytes=2**30, processes=40)
+    bomb = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.05)\n"
+    honest = ("import subprocess, time\ntime.sleep(2)\n"
+              "ps = [subprocess.Popen(['sleep', '0.5']) for _ in range(20)]\n"
+              "print('spawned', sum(p.wait() == 0 for p in ps))\n")
+    results = {}
+
+    def evaluate(name, script):
+        sub = work / name
+        sub.mkdir()
+        with sandbox.identity() as who:
+            results[name] = (who, sandbox.run(minimal_rootfs, ["python3", "-c", script],
+                                              binds=[sandbox.Bind(sub, "/submission")], workdir="/submission",
+                                              limits=limits, log_dir=work / f"{name}-logs", who=who))
+
+    threads = [threading.Thread(target=evaluate, args=("bomb", bomb)),
+               threading.Thread(target=evaluate, args=("honest", honest))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (bomb_who, _), (honest_who, honest_result) = results["bomb"], results["honest"]
+    assert bomb_who.uid != honest_who.uid
+    assert honest_result.status is sandbox.StepStatus.OK, honest_result.stderr_tail
+    assert "spawned 20" in honest_result.stdout_tail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the output area is a tmpfs of a root runner")
+def test_output_limit_holds_while_the_command_writes(minimal_rootfs, work):
+    sub = work / "sub"
+    sub.mkdir()
+    with sandbox.identity() as who, sandbox.output_area(work / "outputs", 2**20, who) as outputs:
+        result = sandbox.run(
+            minimal_rootfs, ["python3", "-c", "open('/out/big', 'wb').write(b'x' * 5 * 2**20)"],
+            binds=[sandbox.Bind(sub, "/submission"), sandbox.Bind(outputs, "/out", writable=True)],
+            workdir="/submission", limits=sandbox.Limits(time_s=30, memory_bytes=2**30, file_bytes=2**30),
+            log_dir=work / "logs", who=who)
+        assert result.status is sandbox.StepStatus.FAILED
+        assert "No space left on device" in result.stderr_tail
+        assert (outputs / "big").stat().st_size <= 2**20
+    assert not (work / "outputs" / "big").exists()  # the area is gone with its block
+
+
+def test_a_sandbox_that_cannot_start_is_the_platforms_fault(minimal_rootfs, work):
+    """Set-up failures are INFRASTRUCTURE; a command that prints bubblewrap's words is its own failure."""
+    sub = work / "sub"
+    sub.mkdir()
+    kwargs = {"workdir": "/", "limits": sandbox.Limits(time_s=10, memory_bytes=2**30), "log_dir": work / "logs"}
+    broken = sandbox.run(minimal_rootfs, ["true"], binds=[sandbox.Bind(sub, "/proc/sys/jc")], **kwargs)
+    assert broken.status is sandbox.StepStatus.INFRASTRUCTURE
+    spoof = sandbox.run(minimal_rootfs, ["sh", "-c", "echo 'bwrap: Creating new namespace failed' >&2; exit 1"],
+                        binds=[], **kwargs)
+    assert spoof.status is sandbox.StepStatus.FAILED
+
+
+def test_outputs_with_odd_names_or_too_many_files_are_refused(work):
+    out = work / "odd"
+    out.mkdir()
+    (out / os.fsdecode(b"bad\xff.tif")).write_bytes(b"x")
+    with pytest.raises(Refusal, match="not UTF-8"):
+        collect_outputs(out, work / "copy-odd", 2**20)
+    many = work / "many"
+    many.mkdir()
+    for i in range(30):
+        (many / f"{i}.tif").write_bytes(b"x")
+    with pytest.raises(Refusal, match="more than 20 files"):
+        collect_outputs(many, work / "copy-many", 2**20, max_files=20)
+    deep = work / "deep"
+    (deep / "/".join("d" * 12)).mkdir(parents=True)
+    with pytest.raises(Refusal, match="nested deeper"):
+        collect_outputs(deep, work / "copy-deep", 2**20)
