@@ -521,8 +521,8 @@ MAX_NAME_BYTES = 255
 
 def collect_outputs(source: Path, dest: Path, limit_bytes: int, max_files: int = 10_000) -> list[str]:
     """Copy the command's outputs back as regular files only; refuse links, special files, more
-    than ``max_files`` files, folders deeper than :data:`MAX_OUTPUT_DEPTH`, and names that are not
-    printable UTF-8 (a name is shown to people and written to the ledger)."""
+    than ``max_files`` files, folders deeper than :data:`MAX_OUTPUT_DEPTH`, names that are not
+    printable UTF-8 (a name is shown to people and written to the ledger) and hidden names."""
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
     copied: list[str] = []
@@ -567,6 +567,9 @@ def _check_output_name(name: str) -> None:
     if len(raw) > MAX_NAME_BYTES or not text.isprintable():
         raise Refusal(f"outputs: file name {text[:60]!r} is too long or holds control characters; "
                       "use plain names such as item_001.tif")
+    if text.startswith("."):
+        # .git, .gitignore, .gitattributes or .datalad would keep predictions out of the ledger
+        raise Refusal(f"outputs: {text[:60]!r} is a hidden name; write one plain file per item")
 
 
 def _score(job: _Job) -> tuple[dict, dict, dict, list[dict], str | None]:

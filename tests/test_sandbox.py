@@ -331,6 +331,12 @@ def test_outputs_with_odd_names_or_too_many_files_are_refused(work):
         (many / f"{i}.tif").write_bytes(b"x")
     with pytest.raises(Refusal, match="more than 20 files"):
         collect_outputs(many, work / "copy-many", 2**20, max_files=20)
+    for hidden in (".gitignore", ".git"):
+        dotted = work / f"dotted{hidden}"
+        dotted.mkdir()
+        (dotted / hidden).write_text("*\n")
+        with pytest.raises(Refusal, match="hidden name"):
+            collect_outputs(dotted, work / f"copy{hidden}", 2**20)
     deep = work / "deep"
     (deep / "/".join("d" * 12)).mkdir(parents=True)
     with pytest.raises(Refusal, match="nested deeper"):
