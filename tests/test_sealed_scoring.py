@@ -191,12 +191,12 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-LABELS = {labels!r}
+TARGETS = {targets!r}
 inputs, outputs = Path(sys.argv[1]), Path(sys.argv[2])
 outputs.mkdir(parents=True, exist_ok=True)
 for number, path in enumerate(sorted(inputs.glob("*.tif"))):
     frames, height, width = tifffile.imread(path).shape
-    other = LABELS + "/" + path.name if number % 2 else "/labels/" + path.name
+    other = TARGETS[number % len(TARGETS)].format(name=path.name)
     xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
            '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" '
            f'SizeX="{{width}}" SizeY="{{height}}" SizeZ="1" SizeC="1" SizeT="{{frames}}">'
@@ -209,19 +209,25 @@ for number, path in enumerate(sorted(inputs.glob("*.tif"))):
 
 
 @pytest.mark.slow
-def test_runner_scores_an_ome_reference_as_invalid(arena):
+def test_runner_scores_ome_references_as_invalid(arena):
+    """The attacks through the runner: the labels and a victim's stored predictions, by every path."""
+    victim_repo = arena.team("victim")
+    victim_clone = arena.clone("victim")
+    participant.record_prediction(victim_clone, files={"code/predict.py": DATA / "threshold_predict.py"})
+    participant.push_submission(victim_clone, victim_repo, "s1")
+    (victim,) = arena.run().evaluations
+    assert victim.status is Status.EVALUATED and victim.metrics["sbd"] > 0
+    stored = arena.config.results / "evaluations" / victim.id / "predictions"
+    assert sorted(p.name for p in stored.iterdir())  # the victim's predictions are in the ledger
     labels = arena.challenge.private / "hidden" / "test" / "labels"
-    honest_repo = arena.team("honest")
-    honest_clone = arena.clone("honest")
-    participant.record_prediction(honest_clone, files={"code/predict.py": DATA / "threshold_predict.py"})
-    participant.push_submission(honest_clone, honest_repo, "s1")
+    targets = ["/labels/{name}", str(labels) + "/{name}",
+               f"../../../evaluations/{victim.id}/predictions/{{name}}", str(stored) + "/{name}"]
     repo = arena.team("referrer")
     clone = arena.clone("referrer")
-    participant.record_prediction(clone, files={"code/predict.py": ATTACK.format(labels=str(labels))})
+    participant.record_prediction(clone, files={"code/predict.py": ATTACK.format(targets=targets)})
     participant.push_submission(clone, repo, "s1")
-    by_team = {ev.team: ev for ev in arena.run().evaluations}
-    assert by_team["honest"].status is Status.EVALUATED and by_team["honest"].metrics["sbd"] > 0
-    attack = by_team["referrer"]
+    (attack,) = arena.run().evaluations
+    assert attack.team == "referrer"
     assert attack.status is Status.FAILED, attack.reason
     # the public reason is the class of the scorer's message (docs/logs.md); its full text is in the logs
     assert attack.reason.startswith("invalid output (label-tiff): ") and "refer to other files" in attack.reason
