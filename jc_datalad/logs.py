@@ -189,6 +189,11 @@ SYSTEM_REASONS: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
     r"step \d+ exited with code \d+",
     r"step \d+ failed \([a-z]+\)",
     r"the evaluation exceeded its time limit of [\d.e+]+ s for all steps before step \d+",
+    # jc_datalad.scoring: the sealed scorer stopped at a limit on these predictions
+    r"scoring the predictions exceeded its time limit of [\d.e+]+ s; write predictions of the size and type "
+    r"the challenge asks for",
+    r"scoring the predictions ran out of memory \([\d.]+ GiB\); write predictions of the size and type "
+    r"the challenge asks for",
 ))
 
 #: Further reasons after the steps ran: (what the message says, the rule shown in public).

@@ -192,12 +192,14 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
         ledger, gathered = source[challenge.id]
         for ev in challenge.evaluations:
             record = gathered.paths[ev.id]
-            logs = _logs(ledger, record, ev)
+            logs, copies = _logs(ledger, record, ev)
             path = f"{challenge.id}/evaluations/{ev.id}.html"
             page_key = (shown_by_id[challenge.id], gathered.digests[ev.id], record, sorted(logs.items()))
-            if keys.unchanged(path, keys.digest(path, "evaluation.html", page_key)):
+            if keys.unchanged(path, keys.digest(path, "evaluation.html", page_key), list(copies)):
                 rendered[path] = None
+                rendered.update(dict.fromkeys(copies))  # written with the page, from the same record
                 continue
+            rendered.update(_copies(copies, problems))
             jobs.append(_PageJob(path, page_key, partial(pages.evaluation_context, ev, challenge, record, logs),
                                  partial(_evaluation_error, BadRecord(
                                      path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
@@ -445,18 +447,48 @@ def _error_pages(found: tuple[Challenge, ...], good: Sequence[Evaluation],
     return pages_
 
 
-def _logs(results: Path, record: str, ev: Evaluation) -> dict[str, str]:
-    """Log files the ledger keeps next to ``record``: 'step-N.stdout' -> path in the ledger."""
-    folder = f"{record.rpartition('/')[0]}/logs"  # strings, not paths: this runs for every record
-    found: dict[str, str] = {}
-    if not os.path.isdir(os.path.join(results, folder)):
-        return found
-    for n in range(1, max(len(ev.steps), len(ev.submission.get("steps", []))) + 1):
-        for stream in ("stdout", "stderr"):
-            rel = f"{folder}/step-{n}.{stream}"
-            if os.path.isfile(os.path.join(results, rel)):
-                found[f"step-{n}.{stream}"] = rel
-    return found
+#: The published logs beside a record (names as in jc_datalad.logs, which the site does not import:
+#: it would cost every build the sandbox's imports; tests/test_logs.py checks they agree).
+LOGS_AGE = "logs.age"
+LOGS_TXT = "logs.txt"
+#: The largest ``logs.age`` copied to the site (the runner writes at most about 350 KiB).
+MAX_AGE_BYTES = 4 * 2**20
+
+
+def _logs(results: Path, record: str, ev: Evaluation) -> tuple[dict[str, str], dict[str, str]]:
+    """What the ledger publishes of ``ev``'s logs, for its page; and the files to copy to the site.
+
+    ``logs.age`` (``logs: team-encrypted``) is copied beside the page and linked; ``logs.txt``
+    (``logs: public``) is shown on the page. Nothing else of the steps' output is: the old
+    ``logs/`` folders of the ledger are never read (they may hold hidden data).
+    """
+    visibility = ev.challenge.get("logs") if isinstance(ev.challenge, dict) else None
+    folder = record.rpartition("/")[0]  # strings, not paths: this runs for every record
+    logs: dict[str, str] = {}
+    copies: dict[str, str] = {}
+    if visibility == "team-encrypted":
+        source = os.path.join(results, folder, LOGS_AGE)
+        if os.path.isfile(source):
+            logs["age"] = f"{ev.id}.{LOGS_AGE}"
+            copies[f"{ev.challenge['id']}/evaluations/{ev.id}.{LOGS_AGE}"] = source
+    elif visibility == "public":
+        source = os.path.join(results, folder, LOGS_TXT)
+        if os.path.isfile(source):
+            logs["text"] = source
+    return logs, copies
+
+
+def _copies(copies: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """Site path -> the text of each ASCII-armoured ``logs.age`` to copy; one that is no such file is reported."""
+    out = {}
+    for site_path, source in copies.items():
+        with open(source, "rb") as fh:
+            data = fh.read(MAX_AGE_BYTES + 1)
+        if len(data) > MAX_AGE_BYTES or not data.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----") or not data.isascii():
+            problems.append(f"{source}: not an ASCII-armoured age file of at most {MAX_AGE_BYTES} bytes; not copied")
+            continue
+        out[site_path] = data.decode("ascii")
+    return out
 
 
 def _write(out: Path, rendered: Mapping[str, str | None]) -> None:

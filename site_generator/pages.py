@@ -150,6 +150,7 @@ def _public_columns(challenge: Challenge, ev: Evaluation) -> list[str]:
 
 def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
                        logs: Mapping[str, str]) -> dict[str, Any]:
+    """``logs``: what the ledger publishes of the steps' logs (see :func:`published_logs`)."""
     evaluated = ev.status is Status.EVALUATED
     columns = _public_columns(challenge, ev)
     items = [
@@ -174,7 +175,8 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
                             for c in private_columns] if revealed else [],
         "columns": columns,
         "items": items,
-        "steps": _steps(ev, logs),
+        "steps": _steps(ev),
+        "logs": published_logs(ev, logs),
         "energy": energy(ev),
         "watts_per_core": WATTS_PER_CORE,
         "provenance": _provenance(ev, record),
@@ -187,6 +189,9 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
 def energy(ev: Evaluation) -> dict[str, float] | None:
     """CPU seconds of the re-executed steps times :data:`WATTS_PER_CORE`; None without CPU times."""
     known = [float(s["cpu_s"]) for s in ev.steps if is_number(s.get("cpu_s"))]
+    # steps past the runner's cap keep no figures of their own; their total is on the last step
+    known += [float(s["left_out"]["cpu_s"]) for s in ev.steps
+              if isinstance(s.get("left_out"), dict) and is_number(s["left_out"].get("cpu_s"))]
     if not known:
         return None
     seconds = sum(known)
@@ -198,7 +203,37 @@ def _shown(value: Any) -> Any:
     return value if is_number(value) else None
 
 
-def _steps(ev: Evaluation, logs: Mapping[str, str]) -> list[dict[str, Any]]:
+#: How many characters of a public ``logs.txt`` a page shows (the runner caps it at 256 KiB).
+PUBLIC_LOG_CHARS = 512 * 2**10
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def published_logs(ev: Evaluation, logs: Mapping[str, str]) -> dict[str, Any]:
+    """What the page says about the logs of the steps, which ran on hidden data.
+
+    Never the steps' output, except where the challenge publishes it (``logs: public``,
+    for phases on public inputs) and the runner wrote it, capped, as ``logs.txt``; with
+    ``team-encrypted`` a link to ``logs.age`` and the command that decrypts it. Older
+    records' ``stdout_tail``/``stderr_tail`` are never shown: they may hold hidden data.
+    ``logs``: ``age`` -> the encrypted file's name beside the page, ``text`` -> the path of
+    the ledger's ``logs.txt`` (read here, in the worker that renders the page).
+    """
+    visibility = ev.challenge.get("logs") if isinstance(ev.challenge, dict) else None
+    if visibility not in ("organizers", "team-encrypted", "public"):
+        visibility = "organizers"  # records from before the setting: their logs were never shown
+    text = ""
+    if visibility == "public" and logs.get("text"):
+        with open(logs["text"], encoding="utf-8", errors="replace") as fh:
+            text = _CONTROL.sub("\ufffd", fh.read(PUBLIC_LOG_CHARS))
+    return {
+        "ran": bool(ev.steps),
+        "visibility": visibility,
+        "age": logs.get("age", "") if visibility == "team-encrypted" else "",
+        "text": text,
+    }
+
+
+def _steps(ev: Evaluation) -> list[dict[str, Any]]:
     """Each recorded step beside what its re-execution did (a refused submission ran none)."""
     recorded = ev.submission.get("steps", [])
     executed = {int(s.get("number", n)): s for n, s in enumerate(ev.steps, 1)}
@@ -219,9 +254,6 @@ def _steps(ev: Evaluation, logs: Mapping[str, str]) -> list[dict[str, Any]]:
             "wall_s": (run or {}).get("wall_s"),
             "cpu_s": (run or {}).get("cpu_s"),
             "peak_rss_bytes": (run or {}).get("peak_rss_bytes"),
-            "stdout_tail": (run or {}).get("stdout_tail") or "",
-            "stderr_tail": (run or {}).get("stderr_tail") or "",
-            "logs": [logs[k] for k in (f"step-{n}.stdout", f"step-{n}.stderr") if k in logs],
         })
     return steps
 

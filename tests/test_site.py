@@ -186,8 +186,10 @@ def test_evaluation_page_shows_provenance_and_escapes(ledger: Path, tmp_path: Pa
                      "datalad containers-run -n env python predict.py", "3.0",  # MiB
                      f"jc runner reproduce alpha--{'a2' * 6}--dev --config runner.yaml", "<pre><code>"):
         assert expected in page, expected
-    assert f"evaluations/alpha--{'a2' * 6}--dev/logs/step-1.stdout" in page  # where the full log is
-    assert "done &lt;b&gt;" in page and "done <b>" not in page  # autoescape on
+    # the step ran on hidden data: neither the record's old tails nor the ledger's old logs/ are shown
+    # (tests/test_logs.py: what is shown with logs: public and team-encrypted)
+    assert "logs/step-1.stdout" not in page and "done &lt;b&gt;" not in page and "done <b>" not in page
+    assert "kept for the organizers only" in page
 
 
 def test_private_scores_never_appear(ledger: Path, tmp_path: Path) -> None:
@@ -726,7 +728,7 @@ def test_one_site_from_several_results_datasets(ledger: Path, tmp_path: Path) ->
         assert title in index
     assert "roots/leaderboard.html" in report.pages and "roots/statistics.html" in report.pages
     page = html(out, f"roots/evaluations/rho--{'r1' * 6}--dev.html")
-    assert "evaluations/rho--r1r1r1r1r1r1--dev/logs/step-1.stdout" in page
+    assert "logs/step-1.stdout" not in page and "roots log" not in page  # old ledger logs: never shown
     assert f"bacteria/evaluations/alpha--{'a2' * 6}--dev.html" in report.pages  # logs of the first ledger
     assert [p for p in report.problems if "challenge 'bacteria' is in" in p and str(other) in p]
     assert "intruder" not in html(out, "bacteria/leaderboard.html")

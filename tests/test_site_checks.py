@@ -31,7 +31,7 @@ from site_generator import build_site, stats
 #: axe-core rule sets: WCAG 2.0 and 2.1 levels A and AA, and Deque's best practices
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 BROKEN_TEAM = "iota"  # its team page fails to render: the site shows the page-error page instead
-EVALUATED = f"alpha--{'a2' * 6}--dev"  # private scores shown (phase dev has ended), logs in the ledger
+EVALUATED = f"alpha--{'a2' * 6}--dev"  # private scores shown (phase dev has ended), logs encrypted to the team
 LONG_LOG = "\n".join(f"Traceback line {n}: predict.py did not write predictions/img_{n:03d}.tif" for n in range(200))
 #: viewports the pages are checked at: a desktop and a phone (tables scroll sideways there)
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 375, "height": 800}}
@@ -50,13 +50,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ..
         make("alpha", "a3" * 20, score=0.10, first_seen="2024-06-01T00:00:00Z", phase="final"),
     ]
     rejected = late("80" * 20, records[0].challenge)
-    failed = records[5]  # a log longer than its box: the box scrolls
-    records[5] = dataclasses.replace(failed, steps=[{**failed.steps[0], "stderr_tail": LONG_LOG}])
+    failed = records[5]  # public logs longer than their box: the box scrolls
+    records[5] = dataclasses.replace(failed, challenge={**failed.challenge, "logs": "public"})
+    evaluated = next(n for n, ev in enumerate(records) if ev.id == EVALUATED)  # logs for the team only
+    records[evaluated] = dataclasses.replace(records[evaluated],
+                                             challenge={**records[evaluated].challenge, "logs": "team-encrypted"})
     for ev in [*records, rejected]:
         write(results, ev)
-    logs = results / "evaluations" / EVALUATED / "logs"
-    logs.mkdir()
-    (logs / "step-1.stdout").write_text("done <b>\n", encoding="utf-8")
+    (results / "evaluations" / failed.id / "logs.txt").write_text(LONG_LOG, encoding="utf-8")
+    (results / "evaluations" / EVALUATED / "logs.age").write_text(
+        "-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n-----END AGE ENCRYPTED FILE-----\n", encoding="utf-8")
     finalize(results)  # phase dev has ended: its final leaderboard is shown
     describe(results, description())  # the overview (with a README), data, evaluation, rules and timeline pages
     write(results, "{not json", folder="unreadable")  # no ids: a line on the index
