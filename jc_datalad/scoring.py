@@ -186,7 +186,7 @@ def score_sealed(
         lgr.warning("scorer %s stopped (%s, exit %s): %s", scorer, step.status.value, step.exit_code,
                     step.stderr_tail[-2000:])
         raise JcError(f"the scorer stopped ({step.status.value}, exit code {step.exit_code}); "
-                      f"see {log_dir / 'score.stderr'}")
+                      "its error output is in the runner's log")
     payload = _read_result(log_dir / "score.stdout")
     return _parse(payload, scorer, step)
 

@@ -232,3 +232,12 @@ def test_runner_scores_ome_references_as_invalid(arena):
     # the public reason is the class of the scorer's message (docs/logs.md); its full text is in the logs
     assert attack.reason.startswith("invalid output (label-tiff): ") and "refer to other files" in attack.reason
     assert attack.metrics == {} and attack.public == {} and attack.private == {}
+
+
+def test_unknown_scorer_and_bad_options_are_the_organizers_error(ledger, work):
+    tifffile.imwrite(ledger["attacker"] / ITEM, _labels())
+    with pytest.raises(JcError, match="unknown scorer 'sbdx'"):
+        scoring.score_sealed(ledger["attacker"], ledger["staged"], scorer="sbdx", items=[ITEM], public_items=[],
+                             limits=scoring.scoring_limits(2**30, time_s=120), log_dir=work / "logs")
+    with pytest.raises(JcError, match="the scorer stopped|cannot score this split"):
+        _score(ledger["attacker"], ledger["staged"], work / "logs-2", options={"thresholds": [["x"]]})
