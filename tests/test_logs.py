@@ -335,7 +335,9 @@ def test_team_encrypted_logs_open_with_the_team_key_only(arena, monkeypatch, lea
     assert ev.status is Status.FAILED and ev.reason == "step 3 exited with code 1"
     sealed = arena.config.results / "evaluations" / ev.id / logs.LOGS_AGE
     armored = sealed.read_bytes()
+    # committed in git itself (ASCII armour is text), so a clone of the results has it without `datalad get`
     assert sh("git", "ls-files", f"evaluations/{ev.id}/{logs.LOGS_AGE}", cwd=arena.config.results).strip()
+    assert not sealed.is_symlink()
     plain = pyrage.decrypt(armored, [pyrage.ssh.Identity.from_buffer(key.read_bytes())]).decode()
     assert MARKER in plain and "== step 3:" in plain and "RuntimeError" in plain
     assert len(plain.encode()) <= PUBLISHED_CAPS.total_bytes + logs.DETAIL_BYTES + 20_000
