@@ -73,11 +73,38 @@ def challenge_new(template, directory, challenge_id, title, image, items, hidden
                f"runner config:   {made.config}\nnext: jc team add NAME --repository URL --config {made.config}")
 
 
+@challenge.command("templates")
+@click.option("--json", "as_json", is_flag=True, help="Print the templates as JSON.")
+def challenge_templates(as_json: bool) -> None:
+    """List the templates `jc challenge new TEMPLATE DIR` can start from."""
+    from jc_datalad.templates import iter_templates
+
+    found = list(iter_templates())
+    if as_json:
+        _echo_json([t.as_dict() for t in found])
+        return
+    width = max((len(t.name) for t in found), default=0)
+    for t in found:
+        click.echo(f"{t.name:<{width}}  {t.type or '?':<9}  {t.description}")
+    click.echo("\nstart one with: jc challenge new TEMPLATE DIR")
+
+
 @challenge.command("check")
 @click.argument("path", type=click.Path(exists=True, path_type=Path), default=".")
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
-def challenge_check(path: Path, as_json: bool) -> None:
-    """Check a challenge.yaml (or the one in a dataset at PATH); report every problem at once."""
+@click.option("--private", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The private dataset, to count the hidden items on the public leaderboard "
+                   "(default: from a runner.yaml beside the challenge dataset, or --config).")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A runner.yaml naming the private dataset (instead of --private).")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems, warnings and notes as JSON.")
+def challenge_check(path: Path, private: Path | None, config: Path | None, as_json: bool) -> None:
+    """Check a challenge.yaml (or the one in a dataset at PATH); report every problem at once.
+
+    Also warns, without failing, when challenge.yaml is not committed, and when the public
+    leaderboard rests on one or two hidden items (needs the private dataset).
+    """
+    from jc_datalad.challenge_warnings import check_challenge, find_private
+    from jc_datalad.config import load_config
     from jc_datalad.spec import SpecError, load_spec
 
     try:
@@ -88,10 +115,22 @@ def challenge_check(path: Path, as_json: bool) -> None:
         else:
             click.echo(str(exc), err=True)
         sys.exit(1)
+    spec_file = path / "challenge.yaml" if path.is_dir() else path
+    split = "test"
+    if private is None and config is not None:
+        cfg = load_config(config)
+        private, split = cfg.private, cfg.split
+    if private is None:
+        private = find_private(spec_file.parent)
+    found = check_challenge(spec_file, spec, private=private, default_split=split)
     if as_json:
-        _echo_json({"ok": True, "spec": spec.as_dict()})
-    else:
-        click.echo(f"{path}: ok ({spec.id}: {spec.title}, type {spec.type.value})")
+        _echo_json({"ok": True, "spec": spec.as_dict(), **found.as_dict()})
+        return
+    click.echo(f"{path}: ok ({spec.id}: {spec.title}, type {spec.type.value})")
+    for warning in found.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 # -- image -------------------------------------------------------------------
@@ -135,13 +174,21 @@ _CONFIG = click.option("--config", type=click.Path(exists=True, path_type=Path),
 
 @team.command("add")
 @click.argument("name")
-@click.option("--repository", required=True, help="The team's own submission repository (URL or path).")
+@click.option("--repository",
+              help="The team's own submission repository (URL or path). Needed for a new team; a "
+                   "registered team keeps its repository when this is left out.")
 @click.option("--member", "members", multiple=True, help="A member (repeat for several).")
 @click.option("--key", "keys", multiple=True,
-              help="An SSH public key allowed to sign the team's submissions: a .pub file or the key text.")
+              help="An SSH public key allowed to sign the team's submissions: a .pub file or the key text "
+                   "(repeat for several).")
 @_CONFIG
-def team_add(name: str, repository: str, members: tuple[str, ...], keys: tuple[str, ...], config: Path) -> None:
-    """Register team NAME with its submission repository and signing keys (in the private dataset)."""
+def team_add(name: str, repository: str | None, members: tuple[str, ...], keys: tuple[str, ...],
+             config: Path) -> None:
+    """Register team NAME with its submission repository and signing keys (in the private dataset).
+
+    Run again for a registered team to add members or keys; --repository then changes its
+    repository, and may be left out.
+    """
     from jc_datalad.teams import add_team
 
     path = add_team(_teams_of(config), name, repository, members, keys)
@@ -187,17 +234,83 @@ def team_merge(into: str, other: str, config: Path) -> None:
 @team.command("list")
 @click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
               show_default=True, help="Runner config naming the private dataset.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: per team its repository, members and keys.")
 def team_list(config: Path, as_json: bool) -> None:
-    """List registered teams."""
-    from jc_datalad.config import load_teams
+    """List registered teams: repository, members and the fingerprints (SHA256:...) of their keys."""
+    from jc_datalad.teams import list_teams
 
-    teams = load_teams(_teams_of(config))
+    listing = list_teams(_teams_of(config))
     if as_json:
-        _echo_json({n: vars(t) for n, t in teams.items()})
+        _echo_json(listing.as_dict())
         return
-    for t in teams.values():
-        click.echo(f"{t.name}\t{t.repository}")
+    for t in listing.teams:
+        merged = f" (merged into {t.merged_into})" if t.merged_into else ""
+        click.echo(f"{t.name}{merged}\n  repository: {t.repository}")
+        click.echo(f"  members:    {', '.join(t.members) if t.members else '(none)'}")
+        if not t.keys:
+            click.echo("  keys:       (none)")
+        for k in t.keys:
+            shown = f"{k.fingerprint} ({k.type})" if k.fingerprint else f"MALFORMED ({k.type}): {k.problem}"
+            click.echo(f"  key:        {shown}")
+    if not listing.teams:
+        click.echo(f"{listing.path}: no teams registered yet; add them with `jc team add NAME --repository URL`")
+    if listing.suspended:
+        click.echo(f"suspended until fixed (`jc team check` says why): {', '.join(listing.suspended)}", err=True)
+
+
+@team.command("remove")
+@click.argument("name")
+@_CONFIG
+def team_remove(name: str, config: Path) -> None:
+    """Remove team NAME: the runner stops reading its repository; its recorded evaluations stay."""
+    from jc_datalad.teams import remove_team
+
+    path = remove_team(_teams_of(config), name)
+    click.echo(f"team {name} removed from {path}")
+
+
+@team.group("key", cls=_Group)
+def team_key() -> None:
+    """Rotate a team's signing keys: add the new key, then remove the old one."""
+
+
+@team_key.command("add")
+@click.argument("name")
+@click.argument("key")
+@_CONFIG
+def team_key_add(name: str, key: str, config: Path) -> None:
+    """Allow KEY (a .pub file or the key text) to sign team NAME's submissions."""
+    from jc_datalad.teams import add_key
+
+    change = add_key(_teams_of(config), name, key)
+    if change.action == "unchanged":
+        click.echo(f"team {name}: key {change.fingerprint} was already registered; nothing changed")
+    else:
+        click.echo(f"team {name}: key {change.fingerprint} added ({change.keys_left} key(s)) in {change.path}")
+
+
+@team_key.command("remove")
+@click.argument("name")
+@click.argument("key")
+@_CONFIG
+def team_key_remove(name: str, key: str, config: Path) -> None:
+    """Stop KEY from signing for team NAME: its fingerprint (SHA256:..., see `jc team list`),
+    the key text or its .pub file."""
+    from jc_datalad.config import load_config
+    from jc_datalad.spec import SpecError, load_spec
+    from jc_datalad.teams import remove_key
+
+    cfg = load_config(config)
+    signed: bool | None
+    try:
+        signed = load_spec(cfg.challenge).submission.signed
+    except SpecError:
+        signed = None  # the warning below then says "if"; `jc challenge check` reports the file
+    change = remove_key(cfg.teams_file, name, key, signed=signed)
+    shown = change.fingerprint or "a malformed key"
+    click.echo(f"team {name}: {shown} removed ({change.keys_left} key(s) left) in {change.path}")
+    for warning in change.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 # -- runner ------------------------------------------------------------------
@@ -252,12 +365,14 @@ def runner_override(action: str, target: str, reason: str, end: str | None, conf
 
 
 @runner.command("evaluate")
-@click.option("--config", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--team", "team_name", required=True)
-@click.option("--commit", required=True)
-@click.option("--phase", required=True)
-@click.option("--split", required=True)
-@click.option("--output", type=click.Path(path_type=Path), required=True)
+@click.option("--config", type=click.Path(exists=True, path_type=Path), required=True,
+              help="Runner configuration file.")
+@click.option("--team", "team_name", required=True, help="The registered team whose submission this is.")
+@click.option("--commit", required=True, help="The submission's head commit (full hash).")
+@click.option("--phase", required=True, help="The phase the submission is evaluated in.")
+@click.option("--split", required=True, help="The hidden split to evaluate on.")
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="Folder the evaluation record, logs and predictions are written to.")
 def runner_evaluate(config: Path, team_name: str, commit: str, phase: str, split: str, output: Path) -> None:
     """Evaluate one submission into OUTPUT (what the ledger's run records re-execute)."""
     from jc_datalad.config import load_config
@@ -270,7 +385,7 @@ def runner_evaluate(config: Path, team_name: str, commit: str, phase: str, split
 @runner.command("reproduce")
 @click.argument("evaluation_id")
 @click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
-              show_default=True)
+              show_default=True, help="Runner configuration file.")
 @_WAIT
 def runner_reproduce(evaluation_id: str, config: Path, wait: bool) -> None:
     """Re-execute a stored evaluation with `datalad rerun` and compare its metrics."""
@@ -339,9 +454,10 @@ def site_build(results: tuple[Path, ...], output: Path, strict: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path), default="demo")
-@click.option("--image", default="full", show_default=True, help="Image recipe or tarball.")
+@click.option("--image", default="full", show_default=True, help="Image recipe (full, minimal) or tarball.")
 def demo(directory: Path, image: str) -> None:
-    """Play everything: a challenge, three teams (one cheating), a runner pass, the site."""
+    """Play everything in DIRECTORY: a challenge, four teams (one cheating), a runner pass during
+    the phase and one after it ends, the site."""
     from jc_datalad.demo import run_demo
 
     index = run_demo(directory, image=image, progress=click.echo)
@@ -351,6 +467,10 @@ def demo(directory: Path, image: str) -> None:
 def _add_score() -> None:
     from scorers.cli import score
 
+    # The scorers package appends unindented paragraphs to an indented docstring, so click
+    # cannot dedent it and prints the first paragraph with stray indents; dedent each line here.
+    # No paragraph of it is preformatted (no \b blocks), so nothing else changes.
+    score.help = "\n".join(line.strip() for line in (score.help or "").splitlines())
     main.add_command(score)
 
 
