@@ -168,6 +168,8 @@ def read_table(
             # a row longer than the header: pandas would drop its extra fields with a warning
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(io.StringIO(text), nrows=max_rows + 1, index_col=False, engine="c")
+    except MemoryError:  # out of memory is the sandbox's to report, not a bad file
+        raise
     except Exception as exc:  # pandas raises parser, encoding and empty-data errors
         raise ItemError(f"unreadable as CSV ({type(exc).__name__}: {exc})") from exc
     if len(frame) > max_rows:

@@ -179,6 +179,8 @@ def read_tiff(
         flags: dict[str, Any] = {f"is_{name}": False for name in tifffile.TIFF.FILE_FLAGS}
         try:
             tif = tifffile.TiffFile(fh, name=path.name, _multifile=False, **flags)
+        except MemoryError:  # out of memory is the sandbox's to report, not a bad file
+            raise
         except Exception as exc:  # tifffile raises many types on corrupt files
             raise ReadError(f"unreadable as TIFF ({type(exc).__name__}: {exc}); {_HOW}") from exc
         with tif:
@@ -200,7 +202,7 @@ def _read_pages(
             if len(pages) >= MAX_PAGES:
                 raise ReadError(f"has more than {MAX_PAGES} pages; {_HOW}")
             pages.append(page)
-    except ReadError:
+    except (ReadError, MemoryError):  # out of memory is the sandbox's to report, not a bad file
         raise
     except Exception as exc:
         raise ReadError(f"unreadable as TIFF ({type(exc).__name__}: {exc}); {_HOW}") from exc
@@ -245,6 +247,8 @@ def _read_pages(
         else:
             for index, page in enumerate(pages):
                 out[index] = page.asarray(maxworkers=1)
+    except MemoryError:  # out of memory is the sandbox's to report, not a bad file
+        raise
     except Exception as exc:
         raise ReadError(f"unreadable as TIFF ({type(exc).__name__}: {exc}); {_HOW}") from exc
     return out

@@ -241,3 +241,17 @@ def test_unknown_scorer_and_bad_options_are_the_organizers_error(ledger, work):
                              limits=scoring.scoring_limits(2**30, time_s=120), log_dir=work / "logs")
     with pytest.raises(JcError, match="the scorer stopped|cannot score this split"):
         _score(ledger["attacker"], ledger["staged"], work / "logs-2", options={"thresholds": [["x"]]})
+
+
+def test_memory_limit_fails_the_predictions_not_the_runner(ledger, work):
+    """Predictions the scorer cannot hold in the challenge's memory fail; they never read as 'broken truth'."""
+    big = np.zeros((6000, 6000), np.uint32)  # 137 MiB decoded, 150 KiB on disk
+    big[:10, :10] = 1
+    tifffile.imwrite(ledger["staged"] / "big.tif", big, compression="zlib")
+    tifffile.imwrite(ledger["attacker"] / "big.tif", big, compression="zlib")
+    result = scoring.score_sealed(ledger["attacker"], ledger["staged"], scorer="instance_segmentation",
+                                  items=["big.tif"], public_items=[], log_dir=work / "logs",
+                                  limits=scoring.scoring_limits(600 * 2**20, time_s=120))
+    assert result.step.status is sandbox.StepStatus.MEMORY
+    assert result.reason and "scoring the predictions ran out of memory (0.6 GiB)" in result.reason
+    assert result.metrics == {}

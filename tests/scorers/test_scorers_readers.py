@@ -326,3 +326,19 @@ def test_sealed_entry_bounds_quoted_messages(class_dirs):
     result = json.loads(_sealed(*request_args(predictions=str(pred), labels=str(truth), scorer="classification",
                                               items=["t.csv"], public_items=[])).stdout)
     assert "(20 in all)" in result["errors"][0] and len(result["errors"][0]) <= MESSAGE_CHARS
+
+
+def test_out_of_memory_is_not_a_bad_file(tmp_path, monkeypatch):
+    """MemoryError while decoding propagates (the sandbox reports the memory limit), never 'unreadable'."""
+    tifffile.imwrite(tmp_path / "a.tif", _labels())
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", exhausted)
+    with pytest.raises(MemoryError):
+        read_labels(tmp_path / "a.tif")
+    monkeypatch.setattr(pd, "read_csv", exhausted)
+    (tmp_path / "t.csv").write_text("id,value\na,1\n")
+    with pytest.raises(MemoryError):
+        read_table(tmp_path / "t.csv")
