@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -189,6 +191,17 @@ def test_encrypted_to_the_team_keys_only(tmp_path):
         pyrage.decrypt(armored.encode(), [pyrage.ssh.Identity.from_buffer(other.read_bytes())])
 
 
+@pytest.mark.skipif(shutil.which("age") is None, reason="the age tool is not installed (Debian package age)")
+def test_the_age_tool_decrypts_with_the_command_the_docs_show(tmp_path):
+    key = participant.make_key(tmp_path / "id_ed25519", "team")
+    (tmp_path / logs.LOGS_AGE).write_text(logs.encrypt_armored(
+        f"{MARKER}\n".encode(), logs.age_recipients([Path(f"{key}.pub").read_text()])))
+    command = logs.decrypt_command(key=str(key))
+    assert command == f"age -d -i {key} logs.age > logs.txt"
+    subprocess.run(command, shell=True, cwd=tmp_path, check=True)
+    assert (tmp_path / "logs.txt").read_text() == f"{MARKER}\n"
+
+
 def test_site_uses_the_runner_file_names():
     assert (site_build.LOGS_AGE, site_build.LOGS_TXT) == (logs.LOGS_AGE, logs.LOGS_TXT)
 
@@ -346,7 +359,7 @@ def test_team_encrypted_logs_open_with_the_team_key_only(arena, monkeypatch, lea
 
     site = check_nothing_published(arena, tmp_path, challenge)
     page = (site / "bacteria-test" / "evaluations" / f"{ev.id}.html").read_text()
-    assert f'href="{ev.id}.logs.age"' in page and "age -d -i ~/.ssh/id_ed25519 logs.age &gt; logs.txt" in page
+    assert f'href="{ev.id}.logs.age"' in page and html.escape(logs.decrypt_command()) in page
     assert (site / "bacteria-test" / "evaluations" / f"{ev.id}.logs.age").read_bytes() == armored
 
 
