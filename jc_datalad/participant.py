@@ -24,11 +24,26 @@ def sh(args: Sequence[str], cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def make_team_repository(path: Path) -> Path:
-    """A bare git repository with git-annex initialised: one per team."""
+#: What a team repository wants (a git-annex preferred-content expression): everything a
+#: participant annexes except the challenge's own content under ``.datalad/`` (the container
+#: image) and ``inputs/`` (the public data). The runner takes those from the organizer's challenge
+#: and fetches from a team only annexed files the submission itself added or changed; sidecar run
+#: records (``.datalad/runinfo/``) are the participant's and stay wanted. With it, a plain
+#: ``datalad push --to <team>`` copies models and predictions but not the 200 MB image.
+TEAM_WANTED = "include=.datalad/runinfo/* or (exclude=.datalad/* and exclude=inputs/*)"
+
+
+def make_team_repository(path: Path, wanted: str = TEAM_WANTED) -> Path:
+    """A bare git repository with git-annex initialised, wanting only the team's work: one per team.
+
+    ``wanted`` is recorded in the repository's git-annex branch; a participant's clone learns it
+    when it fetches the sibling (``datalad siblings add --fetch``), and ``datalad push`` then
+    copies only the annexed files it matches.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     sh(["git", "init", "--quiet", "--bare", str(path)])
     sh(["git", "annex", "init", "--quiet", "team repository"], cwd=path)
+    sh(["git", "annex", "wanted", ".", wanted], cwd=path)
     return path
 
 
@@ -66,7 +81,9 @@ def push_submission(clone: Path, team_repository: Path | str, branch: str, remot
     """Push the current head as ``branch`` to the team's repository; return the commit."""
     remotes = sh(["git", "remote"], cwd=clone).split()
     if remote not in remotes:
-        sh(["datalad", "siblings", "add", "-s", remote, "--url", str(team_repository)], cwd=clone)
+        # --fetch: the clone learns the repository's wanted expression before the first push,
+        # which would otherwise copy every annexed file present here, the challenge image included
+        sh(["datalad", "siblings", "add", "-s", remote, "--url", str(team_repository), "--fetch"], cwd=clone)
     current = sh(["git", "branch", "--show-current"], cwd=clone).strip()
     if current != branch:
         sh(["git", "checkout", "-q", "-B", branch], cwd=clone)
