@@ -81,7 +81,8 @@ def _check_public_part(spec: ChallengeSpec, private: Path, splits: Sequence[str]
             continue
         items = tuple(sorted(p.name for p in labels.iterdir() if not p.name.startswith(".")))
         if not items:
-            notes.append(f"split {split!r}: {labels} holds no items yet")
+            notes.append(f"public leaderboard size of split {split!r} not checked: {labels} holds no items "
+                         "(not installed? `datalad get -n -r` in the private dataset)")
             continue
         public = public_part(items, lb.public_fraction, lb.seed)
         if len(public) <= FEW_PUBLIC_ITEMS:
@@ -89,7 +90,8 @@ def _check_public_part(spec: ChallengeSpec, private: Path, splits: Sequence[str]
                 f"split {split!r}: the public leaderboard rests on {len(public)} of {len(items)} hidden "
                 f"item(s) (leaderboard.public_fraction {lb.public_fraction}, seed {lb.seed}); one lucky "
                 f"item decides the public ranks: raise leaderboard.public_fraction or add hidden items "
-                f"(more than {FEW_PUBLIC_ITEMS} public items are needed)")
+                f"(more than {FEW_PUBLIC_ITEMS} public items are needed; `jc challenge new --hidden-items N` "
+                "makes more)")
 
 
 def find_private(dataset: Path) -> Path | None:
