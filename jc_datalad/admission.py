@@ -216,7 +216,7 @@ def _decide(
         if eid in done and eid not in again and eid not in stale:
             continue
         if eid in again and eid in done and not _was_rejected(records, eid):
-            continue  # re-admitted and already evaluated since
+            continue  # re-admitted and already evaluated since (or not a rejection or platform error)
         if eid not in again:
             if spec.submission.signed:
                 check = verify_signature(config, cand, team, teams, clones)
@@ -246,7 +246,8 @@ def _stale_signature_rejections(records: Sequence[Evaluation], teams: dict[str, 
 
 
 def _was_rejected(records: Sequence[Evaluation], eid: str) -> bool:
-    return any(r.id == eid and r.status is Status.REJECTED for r in records)
+    """Whether the record of ``eid`` is one a re-admission redoes: a rejection or a platform error."""
+    return any(r.id == eid and r.status in (Status.REJECTED, Status.INFRASTRUCTURE) for r in records)
 
 
 def _placeholder(spec: ChallengeSpec, team: str, cand: Candidate, phase: str, when: str) -> Evaluation:

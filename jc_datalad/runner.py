@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jc_datalad import admission, description, ledger, lock, standings
+from jc_datalad import admission, description, ledger, lock, sandbox, standings
 from jc_datalad.admission import Candidate
 from jc_datalad.config import RunnerConfig, Team, load_teams
 from jc_datalad.errors import JcError
@@ -103,11 +103,14 @@ def evaluate_command(config: RunnerConfig, team: str, commit: str, phase: str, s
 
 
 def _reproduce_lines(config: RunnerConfig, team: Team, commit: str, cmd: list[str], eid: str) -> list[str]:
+    """Commands that redo an evaluation, every word quoted. The last re-executes the participant's
+    run records on the reader's machine: the site shows it only for records the runner checked
+    (site_generator.gather.published_reproduce)."""
     return [
         " ".join(shlex.quote(c) for c in cmd),
-        f"jc runner reproduce {eid} --config {shlex.quote(str(config.path))}",
+        f"jc runner reproduce {shlex.quote(eid)} --config {shlex.quote(str(config.path))}",
         f"datalad clone {shlex.quote(team.repository)} submission && cd submission && "
-        f"git checkout {commit} && datalad rerun --since= {commit}",
+        f"git checkout {shlex.quote(commit)} && datalad rerun --since= {shlex.quote(commit)}",
     ]
 
 
@@ -144,6 +147,7 @@ def start_writing(config: RunnerConfig, holding: lock.Holding, say: Callable[[st
     if recovery.git_locks:
         say(f"removed stale git lock(s) of an interrupted writer: {', '.join(recovery.git_locks)}")
     for sub in ("verify", "eval"):  # per-evaluation scratch folders (admission.bare_clone, evaluate)
+        sandbox.release_mounts(config.work / sub)  # output areas a killed pass left mounted
         shutil.rmtree(config.work / sub, ignore_errors=True)
     return recovery.saved
 

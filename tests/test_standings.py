@@ -139,6 +139,17 @@ def test_rejected_records_never_count():
     assert admit(history, team="alpha", phase=DEV, first_seen=when, count_failed=False).admitted
 
 
+def test_platform_faults_never_count():
+    """An evaluation the platform failed (infrastructure) is not the team's: no quota spent."""
+    history = [_ev("alpha", "2027-01-12T01:00:00", status=Status.INFRASTRUCTURE) for _ in range(20)]
+    history += [_ev("alpha", "2027-01-12T01:00:00") for _ in range(4)]
+    when = _at("2027-01-12T20:00:00")
+    assert admit(history, team="alpha", phase=DEV, first_seen=when).admitted
+    assert admit(history, team="alpha", phase=DEV, first_seen=when, count_failed=False).admitted
+    history.append(_ev("alpha", "2027-01-12T03:00:00", status=Status.FAILED))
+    assert not admit(history, team="alpha", phase=DEV, first_seen=when).admitted
+
+
 def test_other_phases_and_teams_are_ignored():
     history = ([_ev("beta", "2027-01-12T01:00:00") for _ in range(5)]
                + [_ev("alpha", "2027-01-12T01:00:00", phase="final") for _ in range(5)]
