@@ -4,23 +4,79 @@ Everything here reads git objects of a clone made without checkout: the
 changes between the challenge commit a submission builds on (``base``) and its
 head. A submission is refused when it changes a protected path, adds a
 submodule, carries a symlink that does not point into the annex, an annex key
-without a checksum backend, or a file over the size limit.
+without a checksum backend, a file over the size limit, a path that is not
+UTF-8 text or nests too deep, or when its checkout as a whole (every file of
+the head tree plus the annexed content it fetches) exceeds the totals.
+
+Paths arrive as bytes: they are checked as bytes and shown through
+:func:`jc_datalad.gitutil.printable`, so an odd name is a reason, never a crash.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import posixpath
 import re
+import stat
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from jc_datalad.gitutil import git, git_out, read_blobs
+from jc_datalad.gitutil import GitError, git, git_out, printable, read_blobs, safe_env
 from jc_datalad.spec import ChallengeSpec
 
 RUNINFO_DIR = ".datalad/runinfo"
 #: Annex backends whose keys are checksums of the content.
 CHECKSUM_BACKENDS = re.compile(r"^(SHA(1|224|256|384|512)|SHA3_(224|256|384|512)|SKEIN(256|512)|BLAKE2[A-Z]*\d*|MD5)E?$")
-_KEY = re.compile(r"^(?P<backend>[A-Z0-9_]+)(-s(?P<size>\d+))?(-[a-zA-Z]\d+)*--(?P<name>.+)$")
+_KEY = re.compile(r"(?P<backend>[A-Z0-9_]+)(-s(?P<size>\d+))?(-[a-zA-Z]\d+)*--(?P<name>[^\x00-\x20/\x7f]+)")
+
+# Bounds on the paths of a submission: a checkout deeper or longer than these fails in git or
+# the file system, and a 2,100-deep tree made Python's recursive tree walks crash the pass.
+#: folders a path may nest (an honest project nests a dozen)
+MAX_PATH_DEPTH = 64
+#: bytes of one path, relative to the dataset (PATH_MAX is 4096 including the work folder)
+MAX_PATH_BYTES = 1024
+#: bytes of one path component (NAME_MAX of Linux file systems)
+MAX_NAME_BYTES = 255
+# Totals for a checkout. challenge.yaml has no keys for them yet (``submission.max_checkout_size``
+# and ``submission.max_files`` would be the ones); until then they derive from max_file_size.
+#: the checkout may write this many times ``submission.max_file_size`` in all
+CHECKOUT_FILE_FACTOR = 4
+#: files, symlinks and folders of the head tree
+MAX_CHECKOUT_FILES = 20_000
+#: problems listed in one refusal; the rest are counted
+MAX_PROBLEMS = 20
+
+
+def checkout_limit(spec: ChallengeSpec) -> int:
+    """Bytes a submission's checkout may write in all: blobs of the head tree plus fetched annexed content."""
+    return CHECKOUT_FILE_FACTOR * spec.submission.max_file_bytes
+
+
+def path_problem(path: str) -> str | None:
+    """Why a path of a submission cannot be checked out safely; None when it can.
+
+    ``path`` is git's bytes decoded with ``surrogateescape``.
+    """
+    raw = path.encode("utf-8", "surrogateescape")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its name is not UTF-8 text; rename it"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return "its name holds a control character (a newline, tab, ...); rename it"
+    parts = path.split("/")
+    if len(parts) - 1 > MAX_PATH_DEPTH:
+        return f"it is nested {len(parts) - 1} folders deep; the limit is {MAX_PATH_DEPTH}"
+    if len(raw) > MAX_PATH_BYTES:
+        return f"the path is {len(raw)} bytes long; the limit is {MAX_PATH_BYTES}"
+    if any(len(p.encode("utf-8")) > MAX_NAME_BYTES for p in parts):
+        return f"a name in it is longer than {MAX_NAME_BYTES} bytes"
+    return None
 
 
 @dataclass(frozen=True)
@@ -39,6 +95,8 @@ class Inspection:
     changed: tuple[str, ...]
     annexed: tuple[AnnexLink, ...]
     problems: tuple[str, ...] = field(default=())
+    checkout_bytes: int = 0  # every blob of the head tree plus the annexed content in ``annexed``
+    checkout_files: int = 0  # entries of the head tree
 
     @property
     def ok(self) -> bool:
@@ -47,11 +105,59 @@ class Inspection:
 
 def parse_key(key: str) -> tuple[str, int | None]:
     """Backend and size of an annex key; raise ValueError for something that is not a key."""
-    m = _KEY.match(key)
+    m = _KEY.fullmatch(key)
     if not m:
         raise ValueError(f"not an annex key: {key}")
     size = m.group("size")
     return m.group("backend"), int(size) if size else None
+
+
+def _hash_of(backend: str) -> Callable[[], Any] | None:
+    """A hashlib constructor for an annex checksum backend (``E`` variants too); None if hashlib has none."""
+    name = backend[:-1] if backend.endswith("E") else backend
+    simple = {"MD5": "md5", "SHA1": "sha1", "SHA224": "sha224", "SHA256": "sha256", "SHA384": "sha384",
+              "SHA512": "sha512", "SHA3_224": "sha3_224", "SHA3_256": "sha3_256", "SHA3_384": "sha3_384",
+              "SHA3_512": "sha3_512"}
+    if name in simple:
+        return functools.partial(hashlib.new, simple[name])
+    m = re.fullmatch(r"BLAKE2([BS])(\d+)", name)
+    if m and int(m.group(2)) % 8 == 0:
+        make = hashlib.blake2b if m.group(1) == "B" else hashlib.blake2s
+        return functools.partial(make, digest_size=int(m.group(2)) // 8)
+    return None
+
+
+def verify_content(path: Path, key: str) -> str | None:
+    """Why the file at ``path`` is not the content of annex ``key`` (size, then checksum); None if it is.
+
+    git-annex checks content it fetches too; this check is the runner's own, made on
+    the very file that the sandbox will see, whatever the annex configuration says.
+    """
+    try:
+        backend, size = parse_key(key)
+    except ValueError:
+        return f"'{printable(key)}' is not a valid annex key"
+    make = _hash_of(backend)
+    if make is None:
+        return f"annex backend {backend} cannot be checked by the runner; re-add the file with SHA256E"
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "content not in the team repository"
+    if not stat.S_ISREG(st.st_mode):
+        return "its annexed content is not a regular file"
+    if size is not None and st.st_size != size:
+        return f"its annexed content is {st.st_size} bytes, but its key says {size}"
+    h = make()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(2**20), b""):
+            h.update(chunk)
+    name = key.split("--", 1)[1]
+    digest = h.hexdigest()
+    rest = name[len(digest):]
+    if not name.startswith(digest) or (rest and not (backend.endswith("E") and rest.startswith("."))):
+        return f"its annexed content does not have the checksum its key names ({backend})"
+    return None
 
 
 def annex_target_key(path: str, target: str) -> str | None:
@@ -98,16 +204,21 @@ def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) ->
         top = PurePosixPath(path).parts[0]
         in_runinfo = _under(path, RUNINFO_DIR) and status == "A"
         if top in spec.denied_paths and not in_runinfo:
-            problems.append(f"{path}: changes a protected path ({top}/ belongs to the challenge); revert it")
+            problems.append(f"{printable(path)}: changes a protected path ({printable(top)}/ belongs to the "
+                            "challenge); revert it")
             continue
         if status == "D":
             continue
+        odd = path_problem(path)
+        if odd is not None:
+            problems.append(f"{printable(path)}: {odd}")
+            continue
         if mode == "160000":
-            problems.append(f"{path}: adds or changes a subdataset/submodule; submissions may not")
+            problems.append(f"{printable(path)}: adds or changes a subdataset/submodule; submissions may not")
         elif mode == "120000":
             blobs[path] = sha
         elif mode not in ("100644", "100755"):
-            problems.append(f"{path}: unsupported file mode {mode}")
+            problems.append(f"{printable(path)}: unsupported file mode {mode}")
         else:
             blobs[path] = sha
 
@@ -122,34 +233,77 @@ def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) ->
             target = links.get(blobs[path], "")
             key = annex_target_key(path, target)
             if key is None:
-                problems.append(f"{path}: symlink to '{target}' does not point into the annex; refused")
+                problems.append(f"{printable(path)}: symlink to '{printable(target)}' does not point into the annex; "
+                                "refused")
                 continue
             try:
                 backend, size = parse_key(key)
             except ValueError:
-                problems.append(f"{path}: '{key}' is not a valid annex key")
+                problems.append(f"{printable(path)}: '{printable(key)}' is not a valid annex key")
                 continue
             if not CHECKSUM_BACKENDS.match(backend):
-                problems.append(f"{path}: annex key backend {backend} is not a checksum; re-add with SHA256E")
+                problems.append(f"{printable(path)}: annex key backend {backend} is not a checksum; re-add with SHA256E")
             elif size is None:
-                problems.append(f"{path}: annex key without a size; re-add with SHA256E")
+                problems.append(f"{printable(path)}: annex key without a size; re-add with SHA256E")
             elif size > spec.submission.max_file_bytes:
-                problems.append(f"{path}: {size} bytes exceeds the {spec.submission.max_file_bytes}-byte file limit")
+                problems.append(f"{printable(path)}: {size} bytes exceeds the {spec.submission.max_file_bytes}-byte "
+                                "file limit")
             else:
                 annexed.append(AnnexLink(path, key, size))
         for path, _ in _modes(changes, "100644") + _modes(changes, "100755"):
             if path in blobs and sizes.get(blobs[path], 0) > spec.submission.max_file_bytes:
                 problems.append(
-                    f"{path}: {sizes[blobs[path]]} bytes exceeds the {spec.submission.max_file_bytes}-byte file limit"
+                    f"{printable(path)}: {sizes[blobs[path]]} bytes exceeds the "
+                    f"{spec.submission.max_file_bytes}-byte file limit"
                 )
 
+    total, files = tree_totals(repo, head, MAX_CHECKOUT_FILES)
+    total += sum(link.size for link in annexed)
+    limit = checkout_limit(spec)
+    if files > MAX_CHECKOUT_FILES:
+        problems.append(f"the submission holds more than {MAX_CHECKOUT_FILES} files and folders; "
+                        "keep data out of the repository or pack it into a few files")
+    elif total > limit:
+        problems.append(f"checking the submission out would write {total} bytes (files in git plus annexed "
+                        f"content); the limit is {limit} ({CHECKOUT_FILE_FACTOR} x the file size limit)")
+    if len(problems) > MAX_PROBLEMS:
+        problems[MAX_PROBLEMS:] = [f"... and {len(problems) - MAX_PROBLEMS} more problems"]
     return Inspection(
         base=base,
         head=head,
         changed=tuple(c[3] for c in changes),
         annexed=tuple(annexed),
         problems=tuple(problems),
+        checkout_bytes=total,
+        checkout_files=files,
     )
+
+
+def tree_totals(repo: Path, commit: str, max_entries: int) -> tuple[int, int]:
+    """Bytes of all blobs and number of entries (files, links, folders) in ``commit``'s tree.
+
+    Read as a stream and stopped after ``max_entries`` + 1 entries, so a tree of
+    millions of entries costs no more than the limit to find out.
+    """
+    cmd = ["git", "ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit]
+    total = entries = 0
+    rest = b""
+    with subprocess.Popen(cmd, cwd=repo, env=safe_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read(2**16), b""):  # type: ignore[union-attr]
+            *done, rest = (rest + chunk).split(b"\0")
+            for entry in done:
+                meta = entry.partition(b"\t")[0].split()
+                entries += 1
+                if len(meta) == 4 and meta[1] == b"blob" and meta[3].isdigit():
+                    total += int(meta[3])
+            if entries > max_entries:
+                proc.kill()
+                break
+    if proc.returncode not in (0, -9):
+        raise GitError(f"`{' '.join(cmd)}` failed in {repo} (exit {proc.returncode})")
+    return total, entries
 
 
 def _modes(changes: list[tuple[str, str, str, str]], mode: str) -> list[tuple[str, str]]:
