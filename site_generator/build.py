@@ -355,10 +355,7 @@ def _read_good(out: Path, code: str) -> frozenset[str]:
 
 
 def _save_good(out: Path, code: str, digests: Iterable[str]) -> None:
-    path = out / GOOD_RECORDS
-    if path.is_symlink():
-        path.unlink()
-    path.write_text(json.dumps({"code": code, "good": sorted(digests)}) + "\n", encoding="utf-8")
+    plots.write_atomic(out / GOOD_RECORDS, json.dumps({"code": code, "good": sorted(digests)}) + "\n")
 
 
 class _Keys:
@@ -414,11 +411,8 @@ class _Keys:
             path.unlink()
 
     def save(self) -> None:
-        path = self.out / PAGE_KEYS
-        if path.is_symlink():
-            path.unlink()
-        path.write_text(json.dumps({k: list(v) for k, v in self.new.items()}, sort_keys=True) + "\n",
-                        encoding="utf-8")
+        plots.write_atomic(self.out / PAGE_KEYS,
+                           json.dumps({k: list(v) for k, v in self.new.items()}, sort_keys=True) + "\n")
 
 
 def _tables(folder: str, problems: list[str], make: Callable[[], Mapping[str, Table]],
@@ -548,7 +542,7 @@ def _write_file(out: Path, rel: str, text: str) -> None:
 
 
 def _write_manifest(out: Path, files: Iterable[str]) -> None:
-    (out / MANIFEST).write_text("".join(f"{rel}\n" for rel in sorted(files)), encoding="utf-8")
+    plots.write_atomic(out / MANIFEST, "".join(f"{rel}\n" for rel in sorted(files)))
 
 
 def _read_manifest(out: Path) -> set[str]:
