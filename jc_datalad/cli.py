@@ -159,7 +159,7 @@ def image_build(recipe: str, cache: Path | None) -> None:
 
 @main.group(cls=_Group)
 def team() -> None:
-    """Register teams and their submission repositories."""
+    """Register teams: their submission repositories, members and signing keys."""
 
 
 def _teams_of(config: Path) -> Path:
@@ -388,7 +388,7 @@ def runner_evaluate(config: Path, team_name: str, commit: str, phase: str, split
               show_default=True, help="Runner configuration file.")
 @_WAIT
 def runner_reproduce(evaluation_id: str, config: Path, wait: bool) -> None:
-    """Re-execute a stored evaluation with `datalad rerun` and compare its metrics."""
+    """Re-execute the stored evaluation EVALUATION_ID with `datalad rerun` and compare its metrics."""
     from jc_datalad.config import load_config
     from jc_datalad.runner import reproduce
 
@@ -411,7 +411,7 @@ def submit() -> None:
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path), default=".")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def submit_check(dataset: Path, as_json: bool) -> None:
-    """Run the runner's inspection and validation on your dataset; say what it would refuse."""
+    """Run the runner's inspection and validation on your DATASET (default: here); say what it would refuse."""
     from jc_datalad.submit import check_submission
 
     result = check_submission(dataset)

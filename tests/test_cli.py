@@ -365,3 +365,15 @@ def test_team_changes_are_saved_in_the_private_dataset(tmp_path, keys):
     assert log.splitlines()[:4] == ["Remove team alpha", f"Remove signing key {fingerprint} from team alpha",
                                     f"Add signing key {fingerprint} to team alpha", "Register team alpha"]
     assert not subprocess.run(["git", "status", "--porcelain"], cwd=private, capture_output=True, text=True).stdout
+
+
+def test_every_argument_is_named_in_its_commands_help():
+    # click arguments take no help text: the command's help must say what each one is
+    unnamed = []
+    for path, command in _walk(main, ("jc",)):
+        for param in command.params:
+            if isinstance(param, click.Argument) and not isinstance(param.type, click.Choice):
+                name = (param.metavar or param.name or "").upper()
+                if name not in (command.help or ""):
+                    unnamed.append(f"{' '.join(path)} {name}")
+    assert not unnamed, "arguments not explained in their command's help: " + ", ".join(unnamed)
