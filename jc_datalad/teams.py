@@ -82,9 +82,14 @@ def add_team(
     if not valid_team_name(name):
         raise JcError(f"team name {name!r}: use letters, digits, '.', '_' or single '-' (at most 63)")
     teams_file = _file(teams_file)
-    teams = _editable(read_teams(teams_file, missing_ok=True), name)
+    found = read_teams(teams_file, missing_ok=True)
+    teams = _editable(found, name)
     old = teams.get(name)
     if repository is None or not repository.strip():
+        if name in found.suspended:
+            problems = "; ".join(str(p) for p in found.by_team.get(name, ()))
+            raise JcError(f"{teams_file}: the entry of team {name} has problems ({problems}); register it again "
+                          f"with --repository URL (and its keys) to replace the entry")
         if old is None:
             raise JcError(
                 f"team {name} is not registered yet in {teams_file}: add --repository URL, the team's own "

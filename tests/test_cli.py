@@ -157,6 +157,15 @@ def test_team_add_key_without_repository_keeps_a_registered_teams_repository(org
     assert _teams(org)["alpha"]["repository"] == "/srv/alpha2.git"
 
 
+def test_team_add_without_repository_for_a_broken_entry_says_to_replace_it(org, keys):
+    (org.parent / "teams.yaml").write_text("teams:\n  alpha:\n    members: [ada]\n")
+    result = _jc("team", "add", "alpha", "--key", keys["ada"], "--config", org)
+    assert result.exit_code == 1 and "the entry of team alpha has problems" in result.output
+    assert "teams.alpha.repository" in result.output and "register it again with --repository" in result.output
+    result = _jc("team", "add", "alpha", "--repository", "/r/a", "--key", keys["ada"], "--config", org)
+    assert result.exit_code == 0 and _teams(org)["alpha"]["repository"] == "/r/a"
+
+
 def test_team_add_refuses_a_malformed_key_naming_the_fix(org, tmp_path):
     for bad, says in (("ada.pub", "no such file"), ("ssh-ed25519 AAAAnotbase64!", "not base64"),
                       (str(tmp_path / "runner.yaml"), "where one SSH public key was expected")):
