@@ -87,8 +87,8 @@ def add_team(
     old = teams.get(name)
     if repository is None or not repository.strip():
         if name in found.suspended:
-            problems = "; ".join(str(p) for p in found.by_team.get(name, ()))
-            raise JcError(f"{teams_file}: the entry of team {name} has problems ({problems}); register it again "
+            broken = "; ".join(str(p) for p in found.by_team.get(name, ()))
+            raise JcError(f"{teams_file}: the entry of team {name} has problems ({broken}); register it again "
                           f"with --repository URL (and its keys) to replace the entry")
         if old is None:
             raise JcError(
