@@ -349,5 +349,9 @@ def save_teams(path: Path, teams: dict[str, Team]) -> Path:
         return e
 
     data = {"teams": {t.name: entry(t) for t in sorted(teams.values(), key=lambda t: t.name)}}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    # a temporary file renamed over the old one: never written through a symlink (an annexed
+    # teams.yaml points into the annex), and a kill leaves the old file or the new, never half
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
     return path

@@ -335,3 +335,17 @@ def test_odd_yaml_is_a_problem_not_a_crash(text, key, fix):
     except JcError as exc:
         problems = exc.problems
     assert [p.key for p in problems] == [key] and fix in problems[0].fix
+
+
+def test_saving_teams_never_writes_through_a_symlink(tmp_path):
+    """An annexed teams.yaml is a link into the annex: saving replaces the link, the object stays."""
+    from jc_datalad.config import Team, load_teams, save_teams
+
+    obj = tmp_path / "annex-object"
+    obj.write_text("teams: {}\n")
+    obj.chmod(0o444)
+    (tmp_path / "teams.yaml").symlink_to(obj)
+    save_teams(tmp_path / "teams.yaml", {"a": Team("a", str(tmp_path / "a.git"))})
+    assert obj.read_text() == "teams: {}\n"
+    assert not (tmp_path / "teams.yaml").is_symlink()
+    assert list(load_teams(tmp_path / "teams.yaml")) == ["a"]
