@@ -128,6 +128,39 @@ def test_public_reason_never_quotes_what_the_steps_made():
     assert logs.public_item_error(None) is None
 
 
+def test_the_scorers_own_messages_become_classes(tmp_path):
+    """The rule tables match what the scorers really say (a changed message shows up here)."""
+    import numpy as np
+    import tifffile
+
+    import scorers
+
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir()
+    pred.mkdir()
+    for n in range(5):
+        tifffile.imwrite(truth / f"hidden_{n}.tif", np.ones((2, 8, 8), np.uint16))
+    tifffile.imwrite(pred / "hidden_0.tif", np.ones((2, 8, 8), np.float32))
+    tifffile.imwrite(pred / "hidden_1.tif", np.ones((2, 4, 4), np.uint16))
+    (pred / "hidden_2.tif").write_bytes(f"{MARKER} is no TIFF".encode())
+    tifffile.imwrite(pred / "hidden_3.tif", np.ones((2, 8, 8), np.uint16))
+    (pred / f"{MARKER}.tif").write_bytes(b"x")
+    scored = scorers.score_folder(pred, truth, scorer="instance_segmentation")
+    classes = {i.name: logs.public_item_error(i.error) for i in scored.items}
+    assert classes == {
+        "hidden_0.tif": "invalid prediction: wrong data type for labels (uint16; uint8, uint32, int32 accepted)",
+        "hidden_1.tif": "invalid prediction: wrong shape (one value per truth pixel, same frame count)",
+        "hidden_2.tif": "invalid prediction: unreadable files",
+        "hidden_3.tif": None,
+        "hidden_4.tif": "invalid prediction: missing prediction files (one per input, named like it)",
+    }
+    reason = logs.public_reason("failed", "invalid predictions: " + "; ".join(scored.errors),
+                                output_format="label-tiff")
+    assert MARKER not in reason and "LEAK" not in reason
+    for rule in ("unexpected files", "missing prediction files", "wrong shape", "unreadable files", "wrong data type"):
+        assert rule in reason
+
+
 def test_log_book_caps_the_whole_evaluation_not_each_step(tmp_path):
     caps = LogCaps(total_bytes=10_000, steps=4)
     book = LogBook(caps)
