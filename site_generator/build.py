@@ -24,10 +24,10 @@ import jinja2
 
 from jc_datalad import records
 from jc_datalad.errors import JcError
-from jc_datalad.ledger import EVALUATIONS
+from jc_datalad.ledger import CHALLENGES, EVALUATIONS
 from jc_datalad.records import Evaluation
 from site_generator import description, pages, plots, stats
-from site_generator.gather import BadRecord, Gathered, gather
+from site_generator.gather import STANDINGS, BadRecord, Gathered, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
 from site_generator.tables import Table
 from site_generator.workers import Workers
@@ -85,6 +85,9 @@ def build_site(results: Path | Sequence[Path], out: Path, *, strict: bool = Fals
     for ledger in ledgers:
         if not ledger.is_dir():
             raise JcError(f"{ledger}: no such results dataset; pass the folder holding {EVALUATIONS}/")
+        if not _is_results(ledger):
+            raise JcError(f"{ledger}: not a results dataset (no {EVALUATIONS}/, {CHALLENGES}/ or "
+                          f"{STANDINGS}/ folder); pass the `results:` folder of runner.yaml")
     if len({ledger.resolve() for ledger in ledgers}) < len(ledgers):
         raise JcError("a results dataset is given twice: " + " ".join(str(r) for r in ledgers))
     # The records live through the whole build: once read, they are frozen out of the
@@ -98,6 +101,17 @@ def build_site(results: Path | Sequence[Path], out: Path, *, strict: bool = Fals
         workers.close()
         if ours:
             gc.unfreeze()
+
+
+def _is_results(folder: Path) -> bool:
+    """Whether ``folder`` is a results dataset: it has what the runner writes, or is one just created."""
+    if any((folder / name).is_dir() for name in (EVALUATIONS, CHALLENGES, STANDINGS)):
+        return True
+    try:
+        with open(folder / "README.md", encoding="utf-8") as f:
+            return f.read(64).startswith("# Results ledger")  # what jc_datalad.ledger.create_results writes
+    except (OSError, ValueError):
+        return False
 
 
 def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) -> SiteReport:

@@ -20,12 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from jc_datalad.ledger import EVALUATIONS, RECORD
+from jc_datalad.provenance import PLAIN_PATH, ProvenanceError, check_inner_command
 from jc_datalad.records import Evaluation, Status
 from jc_datalad.standings import Row, Standings
 
-# Ids become file and folder names of the site: no separators, no leading dot.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+# Ids become file and folder names of the site: no separators, no leading dot, and short enough
+# that every file named after one ('<id>.html', 'leaderboard-<phase>.json') stays under NAME_MAX.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _RESERVED_CHALLENGE_IDS = {"static"}
+
+#: Bytes of one record file the site reads; the runner writes a few kB to a few MB.
+MAX_RECORD_FILE_BYTES = 64 * 2**20
+# A JSON string escape of a UTF-16 surrogate: the only way a record file can hold a lone surrogate
+# (e.g. a file name that was not UTF-8), which no page could be written with.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: The runner writes ``<phase>-final.json`` here once a phase has ended.
 STANDINGS = "standings"
@@ -135,12 +144,58 @@ def _read_records(results: Path) -> Iterator[tuple[str, str, str, Evaluation | E
         h = hashlib.sha256(folder.encode("utf-8", "surrogateescape") + b"\0")
         try:
             with open(path, "rb") as f:
-                data = f.read()
+                data = f.read(MAX_RECORD_FILE_BYTES + 1)
             h.update(data)
-            record: Evaluation | Exception = Evaluation.from_dict(json.loads(data))
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            if len(data) > MAX_RECORD_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_RECORD_FILE_BYTES} bytes; the site does not read it")
+            parsed = json.loads(data)
+            if _SURROGATE_ESCAPE.search(data):  # rare: only then is every string looked at
+                parsed = escape_surrogates(parsed)
+            record: Evaluation | Exception = Evaluation.from_dict(parsed)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             record = exc
         yield path, folder, h.hexdigest(), record
+
+
+def _escaped(text: str) -> str:
+    """``text`` with each lone surrogate written as an escape: ``\\xNN`` for the byte that
+    ``surrogateescape`` stood for, ``\\uDNNN`` for any other."""
+    def one(m: re.Match[str]) -> str:
+        code = ord(m.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _LONE_SURROGATE.sub(one, text)
+
+
+def escape_surrogates(value: Any) -> Any:
+    """A JSON value with every string (keys too) free of lone surrogates, so pages can be written in UTF-8.
+
+    Iterative, since the value may nest as deep as the JSON parser allowed.
+    """
+    def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            return _escaped(v)
+        if isinstance(v, dict):
+            return {}
+        if isinstance(v, list):
+            return [None] * len(v)
+        return v
+
+    root = clean(value)
+    todo = [(value, root)]
+    while todo:
+        source, target = todo.pop()
+        if isinstance(source, dict):
+            for k, v in source.items():
+                target[_escaped(k)] = new = clean(v)
+                if isinstance(v, dict | list):
+                    todo.append((v, new))
+        elif isinstance(source, list):
+            for i, v in enumerate(source):
+                target[i] = new = clean(v)
+                if isinstance(v, dict | list):
+                    todo.append((v, new))
+    return root
 
 
 def _gather_finals(results: Path, problems: list[str]) -> tuple[tuple[Standings, ...], dict[str, str]]:
@@ -156,7 +211,9 @@ def _gather_finals(results: Path, problems: list[str]) -> tuple[tuple[Standings,
         phase = path.name[: -len(FINAL_SUFFIX)]
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            if isinstance(data, dict | list):
+                data = escape_surrogates(data)
+        except (OSError, ValueError, RecursionError) as exc:
             problems.append(f"{path}: cannot be read: {type(exc).__name__}: {exc}; "
                             "its final leaderboard is not shown")
             continue
@@ -200,10 +257,10 @@ def check_standings(data: Any, *, phase: str) -> list[str]:
             found.append(message)
 
     need(phase != "", "the file name must be <phase>-final.json with a phase name")
-    need(data.get("phase") == phase, f"phase {data.get('phase')!r}: must be {phase!r}, as in the file name")
-    need(data.get("part") == "private", f"part {data.get('part')!r}: must be 'private'")
-    need(data.get("final") is True, f"final {data.get('final')!r}: must be true")
-    need(isinstance(data.get("rule"), str), f"rule {data.get('rule')!r}: must be a string")
+    need(data.get("phase") == phase, f"phase {_shown(data.get('phase'))}: must be {_shown(phase)}, as in the file name")
+    need(data.get("part") == "private", f"part {_shown(data.get('part'))}: must be 'private'")
+    need(data.get("final") is True, f"final {_shown(data.get('final'))}: must be true")
+    need(isinstance(data.get("rule"), str), f"rule {_shown(data.get('rule'))}: must be a string")
     rows = data.get("rows")
     if not isinstance(rows, list):
         found.append(f"rows: must be a list, not {type(rows).__name__}")
@@ -215,24 +272,24 @@ def check_standings(data: Any, *, phase: str) -> list[str]:
             found.append(f"{where}: must be an object")
             continue
         need(row.get("rank") == n + 1 and is_count(row.get("rank"), 1),
-             f"{where}.rank {row.get('rank')!r}: must be {n + 1} (ranks are 1, 2, 3, ... in row order)")
+             f"{where}.rank {_shown(row.get('rank'))}: must be {n + 1} (ranks are 1, 2, 3, ... in row order)")
         team = row.get("team")
-        need(isinstance(team, str) and team != "", f"{where}.team {team!r}: must be a non-empty string")
-        need(team not in teams, f"{where}.team {team!r}: repeats a team ranked above")
+        need(isinstance(team, str) and team != "", f"{where}.team {_shown(team)}: must be a non-empty string")
+        need(team not in teams, f"{where}.team {_shown(team)}: repeats a team ranked above")
         if isinstance(team, str):
             teams.add(team)
         need(safe_eval_id(row.get("evaluation_id")),
-             f"{where}.evaluation_id {row.get('evaluation_id')!r}: must be an evaluation id")
+             f"{where}.evaluation_id {_shown(row.get('evaluation_id'))}: must be an evaluation id")
         need(is_number(row.get("score")), f"{where}.score: must be a finite number")
         need(isinstance(row.get("first_seen"), str), f"{where}.first_seen: must be a string")
         need(is_count(row.get("submissions"), 0),
-             f"{where}.submissions {row.get('submissions')!r}: must be a count")
+             f"{where}.submissions {_shown(row.get('submissions'))}: must be a count")
         previous = row.get("previous_rank")
         need(previous is None or is_count(previous, 1),
-             f"{where}.previous_rank {previous!r}: must be a rank from 1 or null")
+             f"{where}.previous_rank {_shown(previous)}: must be a rank from 1 or null")
         selected = row.get("selected")
         need(isinstance(selected, list) and all(safe_eval_id(s) for s in selected),
-             f"{where}.selected {selected!r}: must be a list of evaluation ids")
+             f"{where}.selected {_shown(selected)}: must be a list of evaluation ids")
     return found
 
 
@@ -252,8 +309,10 @@ def _salvage(path: str, rel: str, found: list[str]) -> BadRecord:
     """What can still be known about a record ``Evaluation.from_dict`` refused: its ids, if any."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+            data = json.loads(f.read(MAX_RECORD_FILE_BYTES + 1))
+        if isinstance(data, dict | list):
+            data = escape_surrogates(data)
+    except (OSError, ValueError, RecursionError):
         return BadRecord(path=rel, problems=tuple(found))
     if not isinstance(data, dict):
         return BadRecord(path=rel, problems=tuple(found))
@@ -277,15 +336,19 @@ def check(ev: Evaluation, *, folder: str) -> list[str]:
     found: list[str] = []
     # each message is built only for a failed check: this runs for every record of every build
     if not safe_eval_id(ev.id):
-        found.append(f"id {ev.id!r}: must be a file name (letters, digits, . _ + -)")
+        found.append(f"id {_shown(ev.id)}: must be a file name (letters, digits, . _ + -)")
     if ev.id != folder:
-        found.append(f"id {ev.id!r} differs from its folder {EVALUATIONS}/{folder}")
+        found.append(f"id {_shown(ev.id)} differs from its folder {EVALUATIONS}/{folder}")
     for name in ("team", "phase", "split"):
         value = getattr(ev, name)
         if not (isinstance(value, str) and value != ""):
-            found.append(f"{name} {value!r}: must be a non-empty string")
+            found.append(f"{name} {_shown(value)}: must be a non-empty string")
+    if isinstance(ev.phase, str) and ev.phase and not safe_eval_id(ev.phase):
+        # phase names become file names (submissions/<phase>-1.html)
+        found.append(f"phase {_shown(ev.phase)}: must be a file name (letters, digits, . _ + -; "
+                     "up to 200 characters)")
     if not (ev.reason is None or isinstance(ev.reason, str)):
-        found.append(f"reason {ev.reason!r}: must be a string or null")
+        found.append(f"reason {_shown(ev.reason)}: must be a string or null")
     found.extend(_check_challenge(ev.challenge))
     found.extend(_check_submission(ev.submission))
     for name in ("hidden", "image", "scorer", "runner", "metrics", "public", "private", "stages"):
@@ -297,7 +360,7 @@ def check(ev: Evaluation, *, folder: str) -> list[str]:
     if isinstance(ev.stages, dict):
         for stage, seconds in ev.stages.items():
             if not is_number(seconds):
-                found.append(f"stages.{stage} {seconds!r}: must be a number of seconds")
+                found.append(f"stages.{stage} {_shown(seconds)}: must be a number of seconds")
     for name in ("started", "finished"):
         if not isinstance(getattr(ev, name), str):
             found.append(f"{name}: must be a string")
@@ -308,8 +371,53 @@ def check(ev: Evaluation, *, folder: str) -> list[str]:
     if ev.status is Status.EVALUATED and not found:
         primary = ev.challenge["primary"]
         if not is_number(ev.public.get(primary)):
-            found.append(f"status evaluated, but public.{primary} {ev.public.get(primary)!r} is not a score")
+            found.append(f"status evaluated, but public.{primary} {_shown(ev.public.get(primary))} is not a score")
     return found
+
+
+_RERUN = re.compile(r"\bdatalad\s+rerun\b")
+_PLAIN_PATH = re.compile(PLAIN_PATH)
+
+
+def published_reproduce(ev: Evaluation) -> list[str]:
+    """The record's reproduce lines that a page may show.
+
+    A line that re-executes the participant's run records (``datalad rerun``) runs
+    their recorded commands on the reader's machine: it is shown only for a submission
+    whose records the runner checked and re-executed (evaluated or failed, with its
+    steps recorded), and only while each recorded command still has a plain path as
+    interpreter and an inner command without shell operators or newlines (records
+    made before those rules held are not shown with it).
+    """
+    lines = [line for line in ev.reproduce if isinstance(line, str)]
+    if not any(_RERUN.search(line) for line in lines):
+        return lines
+    steps = ev.submission.get("steps") if isinstance(ev.submission, dict) else None
+    checked = ev.status in (Status.EVALUATED, Status.FAILED) and isinstance(steps, list) and bool(steps)
+    for step in steps if checked else ():  # type: ignore[union-attr]
+        cmd, inner = step.get("recorded_cmd"), step.get("command")
+        if not (isinstance(cmd, str) and isinstance(inner, str) and _PLAIN_PATH.fullmatch(cmd.split(" ", 1)[0])
+                and cmd.endswith(inner) and "\n" not in cmd and "\r" not in cmd):
+            checked = False
+            break
+        try:
+            check_inner_command(inner)
+        except ProvenanceError:
+            checked = False
+            break
+    return lines if checked else [line for line in lines if not _RERUN.search(line)]
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a problem names a bad value, it does not copy it."""
+    if isinstance(value, dict | list) and len(value) >= 50:
+        text = f"<a {type(value).__name__} of {len(value)}>"
+    else:
+        try:
+            text = repr(value)
+        except RecursionError:
+            text = f"<a deeply nested {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_challenge(challenge: Any) -> list[str]:
@@ -317,16 +425,16 @@ def _check_challenge(challenge: Any) -> list[str]:
         return ["challenge: must be an object"]
     found = []
     if not safe_challenge_id(challenge.get("id")):
-        found.append(f"challenge.id {challenge.get('id')!r}: must be a folder name (letters, digits, "
+        found.append(f"challenge.id {_shown(challenge.get('id'))}: must be a folder name (letters, digits, "
                      ". _ + -), not 'static'")
     for key in ("title", "type", "primary"):
         if not isinstance(challenge.get(key), str):
-            found.append(f"challenge.{key} {challenge.get(key)!r}: must be a string")
+            found.append(f"challenge.{key} {_shown(challenge.get(key))}: must be a string")
     if challenge.get("direction") not in ("max", "min"):
-        found.append(f"challenge.direction {challenge.get('direction')!r}: must be 'max' or 'min'")
+        found.append(f"challenge.direction {_shown(challenge.get('direction'))}: must be 'max' or 'min'")
     columns = challenge.get("columns")
     if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
-        found.append(f"challenge.columns {columns!r}: must be a list of metric names")
+        found.append(f"challenge.columns {_shown(columns)}: must be a list of metric names")
     return found
 
 
@@ -335,26 +443,35 @@ def _check_submission(submission: Any) -> list[str]:
         return ["submission: must be an object"]
     found = []
     if not isinstance(submission.get("commit"), str):
-        found.append(f"submission.commit {submission.get('commit')!r}: must be a string")
+        found.append(f"submission.commit {_shown(submission.get('commit'))}: must be a string")
     first_seen = submission.get("first_seen")
     try:
         parse_time(first_seen)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        found.append(f"submission.first_seen {first_seen!r}: must be an ISO 8601 time "
+        found.append(f"submission.first_seen {_shown(first_seen)}: must be an ISO 8601 time "
                      "(ties on the leaderboard are broken by it)")
     branches = submission.get("branches", [])
     if not (isinstance(branches, list) and all(isinstance(b, str) for b in branches)):
-        found.append(f"submission.branches {branches!r}: must be a list of branch names")
+        found.append(f"submission.branches {_shown(branches)}: must be a list of branch names")
     steps = submission.get("steps", [])
     if not (isinstance(steps, list) and all(isinstance(s, dict) for s in steps)):
         found.append("submission.steps: must be a list of objects")
+        return found
+    for n, step in enumerate(steps):
+        for key in ("inputs", "outputs"):
+            paths = step.get(key) or []
+            if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+                found.append(f"submission.steps[{n}].{key}: must be a list of paths")
+        for key in ("commit", "recorded_cmd", "command"):
+            if not isinstance(step.get(key) or "", str):
+                found.append(f"submission.steps[{n}].{key}: must be a string")
     return found
 
 
 def _check_scores(where: str, scores: Any, *, echo: bool = True) -> list[str]:
     if not isinstance(scores, dict):
         return []
-    return [f"{where}.{name}{f' {value!r}' if echo else ''}: must be a finite number or null"
+    return [f"{where}.{name}{f' {_shown(value)}' if echo else ''}: must be a finite number or null"
             for name, value in scores.items() if value is not None and not is_number(value)]
 
 
@@ -381,13 +498,13 @@ def _check_steps(steps: Any) -> list[str]:
             continue
         number = step.get("number", n + 1)
         if not (isinstance(number, int) and not isinstance(number, bool) and number >= 1):
-            found.append(f"steps[{n}].number {number!r}: must be a step number from 1")
+            found.append(f"steps[{n}].number {_shown(number)}: must be a step number from 1")
         for key in ("wall_s", "cpu_s", "peak_rss_bytes", "exit_code"):
             value = step.get(key)
             if value is not None and not is_number(value):
-                found.append(f"steps[{n}].{key} {value!r}: must be a number or null")
+                found.append(f"steps[{n}].{key} {_shown(value)}: must be a number or null")
         for key in ("command", "status", "stdout_tail", "stderr_tail"):
             value = step.get(key, "")
             if not isinstance(value, str):
-                found.append(f"steps[{n}].{key} {value!r}: must be a string")
+                found.append(f"steps[{n}].{key} {_shown(value)}: must be a string")
     return found

@@ -15,7 +15,13 @@ from typing import Any
 
 from jc_datalad.records import Evaluation, Status
 from site_generator.description import current_phase
-from site_generator.gather import BadRecord, is_number, parse_time, safe_eval_id
+from site_generator.gather import (
+    BadRecord,
+    is_number,
+    parse_time,
+    published_reproduce,
+    safe_eval_id,
+)
 from site_generator.leaderboard import Challenge, FinalRow
 
 MISSING = "—"
@@ -181,7 +187,7 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
         "watts_per_core": WATTS_PER_CORE,
         "provenance": _provenance(ev, record),
         "stages": sorted(ev.stages.items()),
-        "reproduce": ev.reproduce,
+        "reproduce": published_reproduce(ev),  # a rerun of unchecked records is never shown
         "record": record,
     }
 
