@@ -190,7 +190,11 @@ OUTPUT_RULES: tuple[tuple[str, str], ...] = (
     ("symlink", "outputs must be regular files, not symbolic links"),
     ("not a regular file", "outputs must be regular files"),
     ("output limit", "the outputs must fit in the output limit"),
-    ("too many files", "the outputs must not hold more files than the limit"),
+    ("more than", "the outputs must not hold more files than the limit (one file per item)"),
+    ("nested deeper", "the outputs must not nest folders beyond the limit (write a flat folder)"),
+    ("not utf-8", "output file names must be UTF-8 (plain names such as the inputs')"),
+    ("too long or holds control", "output file names must be short, without control characters"),
+    ("hidden name", "output file names must not start with a dot"),
     (".git", "outputs must not hold .git or .gitignore files"),
 )
 
@@ -221,8 +225,12 @@ FAILURE_RULES: tuple[tuple[str, str], ...] = (
 _INTERNAL = re.compile(r"internal error: ([A-Za-z_][A-Za-z0-9_.]{0,60}):")
 
 
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)|(?<!\w)\"[^\"\n]*\"(?!\w)")  # not an apostrophe (truth's)
+
+
 def _classes(text: str, rules: Iterable[tuple[str, str]]) -> list[str]:
-    low = text.lower()
+    # what a message quotes (names, ids, bytes the submission made) does not choose the class
+    low = _QUOTED.sub("''", text).lower()
     return [rule for needle, rule in rules if needle.lower() in low]
 
 

@@ -116,6 +116,13 @@ def test_public_reason_never_quotes_what_the_steps_made():
         ("error", f"internal error: OSError: [Errno 36] File name too long: '{name}' (copy)"):
             "error after the steps ran on hidden data (OSError); the organizers have the details",
         ("failed", f"step 1 exited with code 1: {MARKER}"): "failed after the steps ran: see the logs",
+        # a quoted name does not choose the class
+        ("refused", "outputs: '.symlink-unexpected file.tif' is a hidden name; write one plain file per item"):
+            "refused after the steps ran: output file names must not start with a dot; the full message is in "
+            "the logs",
+        ("refused", "outputs hold more than 24 files; write one file per item"):
+            "refused after the steps ran: the outputs must not hold more files than the limit (one file per "
+            "item); the full message is in the logs",
     }
     for (status, reason), expected in cases.items():
         assert logs.public_reason(status, reason, output_format="label-tiff") == expected
