@@ -11,14 +11,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from jc_datalad.errors import JcError
 from jc_datalad.evaluate import Refusal, recorded_steps
 from jc_datalad.gitutil import git, git_out
 from jc_datalad.inspection import commits_between, inspect_submission, merge_base
 from jc_datalad.provenance import ProvenanceError, RecordedStep, call_prefix_pattern
 from jc_datalad.spec import SPEC_FILE, parse_spec
+from scorers.files import ItemError, read_labels
 
 
 @dataclass(frozen=True)
@@ -125,13 +124,24 @@ def validate_label_tiffs(inputs: Path, outputs: Path, label: str) -> list[str]:
         if name in missing:
             continue
         try:
-            pred = tifffile.imread(outputs / name)
-            shape = tifffile.TiffFile(inputs / name).series[0].shape
+            with tifffile.TiffFile(inputs / name) as tif:  # the organizer's public input
+                shape = tuple(tif.series[0].shape)
         except Exception as exc:  # any unreadable file is a per-file problem
-            problems.append(f"{label}/{name}: unreadable TIFF ({exc})")
+            problems.append(f"{name}: the public input is unreadable ({exc}); `datalad get` it again")
             continue
-        if tuple(pred.shape) != tuple(shape):
-            problems.append(f"{label}/{name}: shape {pred.shape} differs from the input's {tuple(shape)}")
-        if not np.issubdtype(pred.dtype, np.integer):
-            problems.append(f"{label}/{name}: dtype {pred.dtype}; labels must be integers (uint16)")
+        try:
+            # the runner's own reader and checks: no file a prediction names is ever opened
+            read_labels(_annexed_content(outputs / name), expect_shape=shape)
+        except ItemError as exc:
+            problems.append(f"{label}/{name}: {exc}")
     return problems
+
+
+def _annexed_content(path: Path) -> Path:
+    """The annex object behind a saved output (a link into ``.git/annex/objects``), else ``path``:
+    the runner gets that content as a regular file; any other link is read as the link it is."""
+    if path.is_symlink():
+        target = path.resolve()
+        if "/.git/annex/objects/" in str(target) and target.is_file():
+            return target
+    return path
