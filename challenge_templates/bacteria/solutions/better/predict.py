@@ -16,7 +16,7 @@ and shape). Frame by frame:
    cells become separate labels.
 
 Runs with Python 3.11, numpy 1.24, scipy 1.10, scikit-image 0.19 and
-tifffile 2022.8 (the challenge container) and with newer versions.
+tifffile 2023.2.3 (the challenge container, Debian bookworm) and with newer versions.
 """
 
 import sys
@@ -78,11 +78,14 @@ def main(input_dir, output_dir):
     paths = sorted(input_dir.glob("*.tif"))
     if not paths:
         sys.exit(f"no *.tif files in {input_dir}: is the input data there (datalad get)?")
+    busiest = 0
     for path in paths:
         labels = segment_stack(tifffile.imread(path))
         # minisblack: a stack of grey frames, not an RGB image (matters when T is 3 or 4).
         tifffile.imwrite(output_dir / path.name, labels, photometric="minisblack")
-        print(f"{path.name}: {int(labels.max())} cells in the busiest frame")
+        busiest = max(busiest, int(labels.max()))
+    # Counts only: on evaluation the inputs are hidden, and so are their file names.
+    print(f"segmented {len(paths)} time-lapse(s); at most {busiest} cells in one frame")
 
 
 if __name__ == "__main__":
