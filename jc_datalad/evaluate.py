@@ -319,10 +319,13 @@ def _check(job: _Job) -> None:
                 if link.size > MAX_RECORD_BYTES:
                     raise Refusal(f"{path}: the run record is {link.size} bytes; the limit is {MAX_RECORD_BYTES}")
                 return _annex_get(job, [link])[link.path].read_bytes()
-            proc = git(["cat-file", "blob", f"{commit}:{path}"], job.clone, binary=True, check=False)
-            if proc.returncode:
+            size = git(["cat-file", "-s", f"{commit}:{path}"], job.clone, check=False)
+            if size.returncode:
                 raise Refusal(f"{path}: the sidecar run record named in commit {commit[:12]} is missing")
-            return proc.stdout
+            if int(size.stdout) > MAX_RECORD_BYTES:  # never read into memory
+                raise Refusal(f"{path}: the run record is {size.stdout.strip()} bytes; the limit is "
+                              f"{MAX_RECORD_BYTES}")
+            return git(["cat-file", "blob", f"{commit}:{path}"], job.clone, binary=True).stdout
 
         job.recorded = recorded_steps(job.clone, commits, spec, ctx.prefix, ctx.image_path, sidecar_of)
     with job.stages("checkout"):

@@ -217,7 +217,7 @@ def test_newline_in_the_inner_command_is_refused(arena):
     assert "newline" in ev.reason
 
 
-@pytest.mark.parametrize("what", ["inputs", "outputs", "depth"])
+@pytest.mark.parametrize("what", ["inputs", "outputs", "depth", "sidecar"])
 def test_hostile_records_are_refused_with_a_reason(arena, what):
     repo = arena.team(f"records-{what}")
     clone = arena.clone(f"records-{what}")
@@ -231,8 +231,18 @@ def test_hostile_records_are_refused_with_a_reason(arena, what):
     elif what == "outputs":
         record["outputs"] = "."
         body, expected = json.dumps(record), "names the whole dataset"
-    else:
+    elif what == "depth":
         body, expected = "[" * 100_000 + "]" * 100_000, "nests JSON 100000 levels deep"
+    else:  # an 80 kB xz sidecar that would decompress to 512 MiB, committed into git itself
+        import lzma
+
+        compressor = lzma.LZMACompressor(preset=0)
+        bomb = b"".join([compressor.compress(b" " * 2**20) for _ in range(512)] + [compressor.flush()])
+        record_id = "0123456789abcdef0123456789abcdef"
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=clone, input=bomb, capture_output=True,
+                              check=True).stdout.decode().strip()
+        sh("git", "update-index", "--add", "--cacheinfo", f"100644,{blob},.datalad/runinfo/{record_id}", cwd=clone)
+        body, expected = json.dumps(record_id), "decompresses to more than 1048576 bytes"
     commit_message(clone, run_record_message(body))
     participant.push_submission(clone, repo, "s1")
     (ev,) = arena.run().evaluations
@@ -325,3 +335,25 @@ def test_reproduce_lines_that_rerun_unchecked_records_are_not_published():
     forged = {**step, "recorded_cmd": f"$(touch /tmp/x) {launch} python x.py"}  # a record of an older runner
     old = dataclasses.replace(checked, submission={**checked.submission, "steps": [forged]})
     assert published_reproduce(old) == lines[:2]
+
+
+@pytest.mark.slow
+def test_non_utf8_prediction_file_name_end_to_end_refused_and_the_site_builds(arena, work):
+    """A command that writes a prediction whose name is not UTF-8: refused with a printable reason,
+    recorded, and the site of the ledger still builds."""
+    from site_generator import build_site
+
+    repo = arena.team("oddfile")
+    clone = arena.clone("oddfile")
+    code = ("import os, sys\nfrom pathlib import Path\nout = Path(sys.argv[2]); out.mkdir(exist_ok=True)\n"
+            "for p in sorted(Path(sys.argv[1]).glob('*.tif')):\n    (out / p.name).write_bytes(p.read_bytes())\n"
+            "if any(p.name.startswith('hidden') for p in Path(sys.argv[1]).iterdir()):\n"  # on hidden data only
+            "    open(os.path.join(os.fsencode(out), b'odd\\xff\\xfe.tif'), 'wb').close()\n")
+    participant.record_prediction(clone, files={"code/predict.py": code})
+    participant.push_submission(clone, repo, "s1")
+    (ev,) = arena.run().evaluations
+    assert ev.status in (Status.REFUSED, Status.FAILED), ev.reason
+    assert "UTF-8" in ev.reason  # names made on hidden data are not echoed (leak-safe reasons)
+    report = build_site(arena.config.results, work / "site")
+    assert (work / "site" / ev.challenge["id"] / "evaluations" / f"{ev.id}.html").is_file()
+    assert not any("Unicode" in p for p in report.problems)
