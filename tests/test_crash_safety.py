@@ -193,6 +193,16 @@ def test_stale_git_locks_and_a_half_created_ledger_are_repaired(arena):
     assert not any(folder.exists() for folder in leftovers)
     assert _git(results, "status", "--porcelain").stdout == ""
 
+    # a kill after git moved the branch but before it wrote the index: the index lags behind HEAD
+    (results / "extra.txt").write_text("committed\n")
+    lagging = {**env_with_annex_on_path(), "GIT_INDEX_FILE": str(arena.root / "other-index")}
+    for args in (["read-tree", "HEAD"], ["add", "extra.txt"], ["commit", "-q", "-m", "extra"]):
+        subprocess.run(["git", *args], cwd=results, env=lagging, check=True)
+    assert _git(results, "status", "--porcelain").stdout != ""
+    arena.run()
+    assert _git(results, "status", "--porcelain").stdout == ""
+    assert "extra.txt" in _git(results, "ls-files").stdout.split()
+
     # a folder that is not a failed creation is never removed
     other = arena.root / "not-a-ledger"
     (other / "data").mkdir(parents=True)
