@@ -295,3 +295,7 @@ def test_docs_word_for_word(work, minimal_image, participant):
     assert [(r["team"], r["status"]) for r in records] == [("alpha", "evaluated")], records
     assert (results / "standings" / "development-final.json").is_file()
     assert (organizer_home / "challenges" / "site" / "index.html").is_file()
+    # the team repository holds the team's work, not the challenge's image (61 MB here)
+    team_repo = shared / "teams" / "alpha.git"
+    size = sum(f.stat().st_size for f in team_repo.rglob("*") if f.is_file() and not f.is_symlink())
+    assert size < 5_000_000, f"{team_repo} holds {size} bytes after the participant's push"
