@@ -25,14 +25,13 @@ from pathlib import PurePosixPath
 
 from jc_datalad.errors import JcError
 
-# Exactly the expression ``datalad rerun`` uses (datalad/local/rerun.py, get_run_info): a
-# commit is a run record for the runner if and only if it is one for a reader's rerun, so
-# no record escapes the checks here and still runs on a reader's machine.
-_RECORD = re.compile(
-    r"\[DATALAD RUNCMD\] (?P<title>.*)=== Do not change lines below ===\n(?P<json>.*)\n"
-    r"\^\^\^ Do not change lines above \^\^\^",
-    re.MULTILINE | re.DOTALL,
-)
+# What ``datalad rerun`` takes for a run record (datalad/local/rerun.py, get_run_info): the
+# message starts with _RUNCMD, the JSON lies between the last _BELOW and the last _ABOVE after
+# it. A commit is a record for the runner exactly when it is one for a reader's rerun, so no
+# record escapes the checks here and still runs on a reader's machine.
+_RUNCMD = "[DATALAD RUNCMD] "
+_BELOW = "=== Do not change lines below ===\n"
+_ABOVE = "\n^^^ Do not change lines above ^^^"
 ALLOWED_PLACEHOLDERS = frozenset({"inputs", "outputs"})
 _SHELL_META = set("();<>|&")
 
@@ -120,13 +119,32 @@ def parse_message(message: str) -> dict | str | None:
 
     A commit is a record exactly when ``datalad rerun`` takes it for one.
     """
-    m = _RECORD.match(message)
-    if not m:
+    body = record_json(message)
+    if body is None:
         return None
-    value = _loads(m.group("json"), "run record")
+    value = _loads(body, "run record")
     if not isinstance(value, dict | str):
         raise ProvenanceError("run record must be a JSON object or a sidecar id")
     return value
+
+
+def record_json(message: str) -> str | None:
+    """The JSON part of a run record message as ``datalad rerun`` finds it; None for another message.
+
+    datalad matches ``\\[DATALAD RUNCMD\\] (.*)=== Do not change lines below ===\\n(.*)\\n\\^\\^\\^ Do not
+    change lines above \\^\\^\\^`` (greedy, DOTALL) at the start of the message. The same
+    result is found here with two ``rfind`` calls: that expression backtracks quadratically
+    on a message of many markers, which would stall a pass.
+    """
+    if not message.startswith(_RUNCMD):
+        return None
+    above = message.rfind(_ABOVE)
+    if above < 0:
+        return None
+    below = message.rfind(_BELOW, len(_RUNCMD), above)
+    if below < 0:
+        return None
+    return message[below + len(_BELOW):above]
 
 
 def _loads(text: str, what: str) -> object:

@@ -199,7 +199,13 @@ def test_messages_are_records_exactly_when_datalad_rerun_takes_them_for_records(
     for msg in (f"[DATALAD RUNCMD] x\n\n{tail}",
                 f"[DATALAD RUNCMD] x{tail}",  # no newline before the marker
                 f"note\n[DATALAD RUNCMD] x\n{tail}",  # text before the marker
-                f"[DATALAD RUNCMD] a\n{tail}[DATALAD RUNCMD] b\n{tail.replace('x', 'y')}"):
+                f"[DATALAD RUNCMD] a\n{tail}[DATALAD RUNCMD] b\n{tail.replace('x', 'y')}",
+                f"[DATALAD RUNCMD] a\n{tail}\n=== Do not change lines below ===\n",  # a marker after
+                "[DATALAD RUNCMD] x\n=== Do not change lines below ===\n\n^^^ Do not change lines above ^^^",
+                "[DATALAD RUNCMD] x=== Do not change lines below ===\n^^^ Do not change lines above ^^^",
+                f"[DATALAD RUNCMD] {tail}",
+                f"[DATALAD RUNCMD]{tail}",  # no space after the tag
+                "[DATALAD RUNCMD] no markers"):
         try:
             _, theirs = get_run_info(None, msg)
         except ValueError:  # datalad rerun stops on it: refused here too
@@ -207,3 +213,14 @@ def test_messages_are_records_exactly_when_datalad_rerun_takes_them_for_records(
                 parse_message(msg)
             continue
         assert parse_message(msg) == theirs
+
+
+def test_a_message_of_many_markers_is_read_in_linear_time():
+    """datalad's own expression backtracks quadratically on this message (minutes); here it is milliseconds."""
+    import time
+
+    msg = ("[DATALAD RUNCMD] x\n^^^ Do not change lines above ^^^\n"
+           + "=== Do not change lines below ===\n" * 30_000)
+    start = time.perf_counter()
+    assert parse_message(msg) is None
+    assert time.perf_counter() - start < 0.5
