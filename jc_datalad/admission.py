@@ -58,6 +58,7 @@ class Decision:
     admitted: bool
     reason: str | None = None
     keys: str | None = None  # signature rejections: fingerprint of the team keys that decided it
+    quota: bool = False  # rejected for the team's quota (counting the heads this pass admitted before)
 
 
 def effective_spec(spec: ChallengeSpec, overrides: Sequence[dict]) -> ChallengeSpec:
@@ -227,7 +228,8 @@ def _decide(
             admission = standings.admit(history.get(team, []), team=team, phase=phase,
                                         first_seen=standings.parse_time(when), count_failed=spec.submission.count_failed)
             if not admission.admitted:
-                decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, False, admission.reason))
+                decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, False, admission.reason,
+                                          quota=True))
                 continue
         decisions.append(Decision(cand, team, phase.name, phase.split, when, eid, True))
         # counts toward the quota of later heads in this pass, whatever its outcome

@@ -207,17 +207,34 @@ def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers
     report.already_done = len(candidates) - len(decisions)
     say(f"{len(candidates)} submission head(s): {len(admitted)} to evaluate, "
         f"{len(decisions) - len(admitted)} rejected, {report.already_done} already in the ledger")
-    rejected = [_rejected(spec, config, d) for d in decisions if not d.admitted]
+    if admitted:
+        _evaluate_all(config, admitted, report, workers, say)
+    # rejections are recorded after the evaluations, all in one commit: a quota rejection counted
+    # the heads admitted before it, and one the platform failed must not have cost that slot
+    platform = set(report.retry) | {ev.id for ev in report.evaluations if ev.status is Status.INFRASTRUCTURE}
+    retried = {(d.team, d.phase) for d in admitted if d.eval_id in platform}
+    rejections = []
+    for d in decisions:
+        if d.admitted:
+            continue
+        if d.quota and (d.team, d.phase) in retried:
+            say(f"{d.team} {d.candidate.commit[:12]}: quota decided again next pass "
+                "(an evaluation of this pass met a platform error)")
+            continue
+        rejections.append(d)
+    _record_rejections(config, spec, rejections, report, say)
+    report.standings = _finalize(config, spec, overrides, now, say)
+    report.wall_s = time.perf_counter() - start
+    return report
+
+
+def _record_rejections(config: RunnerConfig, spec: ChallengeSpec, decisions: list[admission.Decision],
+                       report: PassReport, say: Callable[[str], None]) -> None:
+    rejected = [_rejected(spec, config, d) for d in decisions]
     ledger.commit_rejections(config.results, rejected)  # one commit for all, however many
     for ev in rejected:
         report.evaluations.append(ev)
         say(f"{ev.team} {ev.submission['commit'][:12]}: rejected: {ev.reason}")
-
-    if admitted:
-        _evaluate_all(config, admitted, report, workers, say)
-    report.standings = _finalize(config, spec, overrides, now, say)
-    report.wall_s = time.perf_counter() - start
-    return report
 
 
 def _evaluate_all(config: RunnerConfig, admitted: list[admission.Decision], report: PassReport,

@@ -44,16 +44,24 @@ def _heads(arena: Arena, team: str, count: int) -> list[str]:
     return heads
 
 
-def _plain_head(arena: Arena, team: str) -> str:
-    """A team with one head that is not a real submission (for tests that never evaluate it)."""
+def _plain_heads(arena: Arena, team: str, count: int = 1) -> list[str]:
+    """A team with heads that are not real submissions (for tests that never evaluate them)."""
     repo = arena.team(team)
     src = arena.root / "plain" / team
-    sh("git", "init", "-q", "-b", "main", str(src))
-    (src / "f").write_text(team)
-    sh("git", "add", "f", cwd=src)
-    sh("git", "commit", "-q", "-m", "plain", cwd=src)
-    sh("git", "push", "-q", str(repo), "main", cwd=src)
-    return sh("git", "rev-parse", "HEAD", cwd=src).strip()
+    sh("git", "init", "-q", "-b", "work", str(src))
+    heads = []
+    for i in range(count):
+        (src / "f").write_text(f"{team} {i}")
+        sh("git", "add", "f", cwd=src)
+        sh("git", "commit", "-q", "-m", f"plain {i}", cwd=src)
+        sh("git", "branch", "-q", "-f", f"b{i}", cwd=src)
+        heads.append(sh("git", "rev-parse", "HEAD", cwd=src).strip())
+    sh("git", "push", "-q", str(repo), *[f"b{i}" for i in range(count)], cwd=src)
+    return heads
+
+
+def _plain_head(arena: Arena, team: str) -> str:
+    return _plain_heads(arena, team)[0]
 
 
 def _second_config(arena: Arena, name: str) -> Path:
@@ -286,6 +294,31 @@ def test_platform_faults_are_retried_then_recorded_and_never_counted(arena, monk
     runner.override(arena.config, "readmit", ev.id, reason="the platform is fixed")
     report = arena.run()
     assert len(calls) == 4 and report.retry == [ev.id]  # a re-admission tries it again
+
+
+def test_a_platform_fault_never_costs_a_quota_slot(arena, monkeypatch):
+    """Six heads against a daily quota of five, the first failed by the platform every time: the
+    sixth is not rejected while the first may still count, and is admitted once it does not."""
+    heads = _plain_heads(arena, "crowded", 6)
+    order = sorted(heads)  # one first-seen time for all: the commit decides the order
+    unlucky, last = order[0], order[-1]
+
+    def fake(ctx, team, commit, *, phase, split, out, submission=None, reproduce=None, progress=None):
+        fault = commit == unlucky
+        return Evaluation(id=evaluation_id(team.name, commit, phase), challenge={}, team=team.name,
+                          submission={"commit": commit, **(submission or {})}, phase=phase, split=split,
+                          status=Status.INFRASTRUCTURE if fault else Status.EVALUATED,
+                          reason="bwrap: Creating new namespace failed" if fault else None,
+                          public={"sbd": 0.5}, private={"sbd": 0.5}, metrics={"sbd": 0.5})
+
+    monkeypatch.setattr(runner, "evaluate", fake)
+    statuses = []
+    for _ in range(4):
+        arena.run()
+        statuses.append({r.submission["commit"]: r.status for r in _records(arena.config.results).values()})
+    assert [s.get(unlucky) for s in statuses] == [None, None, Status.INFRASTRUCTURE, Status.INFRASTRUCTURE]
+    assert [s.get(last) for s in statuses] == [None, None, None, Status.EVALUATED]
+    assert all(statuses[0][h] is Status.EVALUATED for h in order[1:5])
 
 
 def test_a_plot_cache_file_left_empty_by_a_killed_build_is_drawn_again(tmp_path):
