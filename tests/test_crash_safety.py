@@ -64,6 +64,11 @@ def _plain_head(arena: Arena, team: str) -> str:
     return _plain_heads(arena, team)[0]
 
 
+def _challenge(ctx) -> dict:
+    """What an evaluation record says about the challenge (as jc_datalad.evaluate writes it)."""
+    return {**ctx.spec.summary(), "commit": ctx.challenge_commit}
+
+
 def _second_config(arena: Arena, name: str) -> Path:
     """A runner.yaml like the arena's with a results dataset and work folder of its own."""
     data = yaml.safe_load(arena.config_path.read_text())
@@ -272,7 +277,7 @@ def test_platform_faults_are_retried_then_recorded_and_never_counted(arena, monk
 
     def platform_fault(ctx, team, commit, *, phase, split, out, submission=None, reproduce=None, progress=None):
         calls.append(commit)
-        return Evaluation(id=evaluation_id(team.name, commit, phase), challenge={}, team=team.name,
+        return Evaluation(id=evaluation_id(team.name, commit, phase), challenge=_challenge(ctx), team=team.name,
                           submission={"commit": commit, **(submission or {})}, phase=phase, split=split,
                           status=Status.INFRASTRUCTURE, reason="bwrap: Creating new namespace failed")
 
@@ -305,7 +310,7 @@ def test_a_platform_fault_never_costs_a_quota_slot(arena, monkeypatch):
 
     def fake(ctx, team, commit, *, phase, split, out, submission=None, reproduce=None, progress=None):
         fault = commit == unlucky
-        return Evaluation(id=evaluation_id(team.name, commit, phase), challenge={}, team=team.name,
+        return Evaluation(id=evaluation_id(team.name, commit, phase), challenge=_challenge(ctx), team=team.name,
                           submission={"commit": commit, **(submission or {})}, phase=phase, split=split,
                           status=Status.INFRASTRUCTURE if fault else Status.EVALUATED,
                           reason="bwrap: Creating new namespace failed" if fault else None,
