@@ -87,7 +87,7 @@ def hold(results: Path, *, wait: bool = False, what: str = "jc runner") -> Itera
                     f"{results}: another writer holds the results dataset's lock {path} ({holder}); "
                     "wait until it finishes, or pass --wait to start as soon as it does"
                 ) from None
-            lgr.info("%s: waiting for the lock %s (%s)", results, path, holder)
+            lgr.warning("%s: waiting for the lock %s (%s)", results, path, holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
         token = uuid.uuid4().hex
         started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
