@@ -73,8 +73,12 @@ def hold(results: Path, *, wait: bool = False, what: str = "jc runner") -> Itera
     """
     results = Path(os.path.abspath(results))
     path = lock_path(results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise JcError(f"{path}: cannot open the results dataset's lock file ({exc.strerror}); it must be "
+                      "a regular file (not a symlink) in a folder the runner can write") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -393,3 +393,13 @@ def test_sigkill_at_random_points_loses_nothing_and_doubles_nothing(arena):
     work = arena.config.work
     assert not any((work / sub).exists() and any((work / sub).iterdir()) for sub in ("eval", "verify"))
     assert kills, f"seed {seed}: every pass finished before its kill"
+
+
+def test_a_symlinked_lock_file_is_refused_with_the_fix(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    os.symlink(target, lock.lock_path(tmp_path / "results"))
+    with pytest.raises(JcError, match="must be a regular file"):
+        with lock.hold(tmp_path / "results"):
+            pass
+    assert target.read_text() == "keep"
