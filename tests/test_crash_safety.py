@@ -403,3 +403,43 @@ def test_a_symlinked_lock_file_is_refused_with_the_fix(tmp_path):
         with lock.hold(tmp_path / "results"):
             pass
     assert target.read_text() == "keep"
+
+
+_KILLING_GIT = """#!/bin/bash
+# git, except that the ledger's Nth `git commit` of this runner is killed midway, runner included
+if [ "$1" = commit ] && [ "$(pwd -P)" = "$JC_TEST_LEDGER" ]; then
+    n=$(( $(cat "$JC_TEST_COUNT" 2>/dev/null || echo 0) + 1 )); echo $n > "$JC_TEST_COUNT"
+    if [ "$n" = "$JC_TEST_KILL_AT" ]; then
+        "$JC_TEST_GIT" "$@" & sleep 0.0$(( RANDOM % 5 )); kill -9 $PPID $!; exit 137
+    fi
+fi
+exec "$JC_TEST_GIT" "$@"
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_inside_the_ledgers_git_commit(arena):
+    """The runner and its `git commit` killed with SIGKILL in the middle of a ledger commit (in the
+    first, second and third commit of three passes): the next pass goes on, nothing is doubled."""
+    heads = _heads(arena, "incommit", 3)
+    results = arena.config.results
+    bin_dir = arena.root / "killing-git"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(_KILLING_GIT)
+    (bin_dir / "git").chmod(0o755)
+    results.mkdir()  # so that its real path is known; an empty folder becomes the ledger
+    env = {**env_with_annex_on_path(), "JC_TEST_LEDGER": str(results.resolve()),
+           "JC_TEST_GIT": shutil.which("git") or "git"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    for kill_at in (1, 2, 3):
+        count = arena.root / f"commits-{kill_at}"
+        proc = subprocess.run([JC, "runner", "run", "--once", "--config", str(arena.config_path)],
+                              env={**env, "JC_TEST_KILL_AT": str(kill_at), "JC_TEST_COUNT": str(count)},
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == -9, proc.stdout + proc.stderr  # it was killed at that commit
+    report = runner.run_once(arena.config)
+    assert report.problems == []
+    records = _records(results)
+    assert {r.submission["commit"] for r in records.values()} == set(heads)
+    assert all(r.status is Status.EVALUATED for r in records.values())
+    _assert_sound(results, set(records))
