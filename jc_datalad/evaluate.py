@@ -31,6 +31,8 @@ from jc_datalad.errors import JcError
 from jc_datalad.gitutil import annex_key_of_link, env_with_annex_on_path, git, git_out, printable
 from jc_datalad.inspection import (
     AnnexLink,
+    HistoryError,
+    commit_messages,
     commits_between,
     inspect_submission,
     merge_base,
@@ -346,18 +348,11 @@ def recorded_steps(
     sidecar_of: Callable[[str, str], bytes],
 ) -> list[RecordedStep]:
     """The checked run records of ``commits``, or :class:`Refusal` saying what is wrong."""
-    def message_of(commit: str) -> str:
-        size = git_out(["cat-file", "-s", commit], repo)
-        if not size.isdigit() or int(size) > MAX_RECORD_BYTES + 4096:
-            raise Refusal(f"commit {commit[:12]}: its message is {size} bytes; a run record is a few kB")
-        raw = git(["log", "-1", "--format=%B", commit], repo, binary=True).stdout
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Refusal(f"commit {commit[:12]}: its message is not UTF-8 text; reword it "
-                          "(`git commit --amend`, or `git rebase -i`)") from None
-
-    steps = iter_steps(commits, message_of, sidecar_of, prefix=prefix, image=image_path,
+    try:
+        messages = commit_messages(repo, commits)  # one git call, bounded; not one per commit
+    except HistoryError as exc:
+        raise Refusal(str(exc)) from None
+    steps = iter_steps(commits, messages.__getitem__, sidecar_of, prefix=prefix, image=image_path,
                        denied=spec.denied_paths, input_root=spec.interface.inputs)
     if not steps:
         raise Refusal(

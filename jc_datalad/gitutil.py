@@ -110,19 +110,23 @@ def git(
 ) -> subprocess.CompletedProcess:
     """Run ``git ARGS`` with :func:`safe_env`; raise :class:`GitError` on failure when ``check``."""
     cmd = ["git", *args]
-    proc = subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=safe_env(protocols),
-        capture_output=True,
-        input=input,
-        text=not binary,
-        # git prints names as the bytes it found: text output never fails to decode, and odd
-        # bytes come back as surrogates that printable() turns into escapes
-        encoding=None if binary else "utf-8",
-        errors=None if binary else "surrogateescape",
-        timeout=timeout,
-    )
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=safe_env(protocols),
+            capture_output=True,
+            input=input,
+            text=not binary,
+            # git prints names as the bytes it found: text output never fails to decode, and odd
+            # bytes come back as surrogates that printable() turns into escapes
+            encoding=None if binary else "utf-8",
+            errors=None if binary else "surrogateescape",
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        # a GitError, so a stalled transfer is one submission's error with a reason, not an internal one
+        raise GitError(f"`{' '.join(cmd)}` took longer than {timeout:g} s in {cwd}; stopped") from None
     if check and proc.returncode != 0:
         err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
         raise GitError(f"`{' '.join(cmd)}` failed in {cwd}: {err.strip()[-800:]}")

@@ -186,6 +186,12 @@ def merge_base(repo: Path, a: str, b: str) -> str | None:
 def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) -> Inspection:
     """Check the changes ``base..head`` of a clone at ``repo`` against the challenge's rules."""
     problems: list[str] = []
+    # counted first, from a stream: a tree of millions of entries is refused before any list of them is made
+    blob_bytes, files = tree_totals(repo, head, MAX_CHECKOUT_FILES)
+    if files > MAX_CHECKOUT_FILES:
+        return Inspection(base=base, head=head, changed=(), annexed=(), checkout_files=files, problems=(
+            f"the submission holds more than {MAX_CHECKOUT_FILES} files and folders; keep data out of the "
+            "repository or pack it into a few files",))
     raw = git(["diff", "--no-renames", "--no-ext-diff", "--raw", "--no-abbrev", "-z", base, head], repo, binary=True).stdout
     fields = raw.decode("utf-8", errors="surrogateescape").split("\0")
     changes: list[tuple[str, str, str, str]] = []  # (status, new mode, new sha, path)
@@ -257,13 +263,9 @@ def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) ->
                     f"{spec.submission.max_file_bytes}-byte file limit"
                 )
 
-    total, files = tree_totals(repo, head, MAX_CHECKOUT_FILES)
-    total += sum(link.size for link in annexed)
+    total = blob_bytes + sum(link.size for link in annexed)
     limit = checkout_limit(spec)
-    if files > MAX_CHECKOUT_FILES:
-        problems.append(f"the submission holds more than {MAX_CHECKOUT_FILES} files and folders; "
-                        "keep data out of the repository or pack it into a few files")
-    elif total > limit:
+    if total > limit:
         problems.append(f"checking the submission out would write {total} bytes (files in git plus annexed "
                         f"content); the limit is {limit} ({CHECKOUT_FILE_FACTOR} x the file size limit)")
     if len(problems) > MAX_PROBLEMS:
@@ -327,7 +329,76 @@ def _read_links(repo: Path, shas: list[str]) -> dict[str, str]:
     return {sha: content.decode("utf-8", errors="replace") for sha, content in zip(shas, contents, strict=True)}
 
 
+#: commits between the challenge and a submission head whose messages are read
+MAX_COMMITS = 10_000
+#: bytes of one commit message (a run record is a few kB; the record itself is bounded in provenance)
+MAX_MESSAGE_BYTES = 2**20 + 4096
+#: bytes of all messages of one submission's history together
+MAX_HISTORY_BYTES = 64 * 2**20
+
+
+class HistoryError(ValueError):
+    """A submission history the runner will not read; the message says which bound it breaks."""
+
+
 def commits_between(repo: Path, base: str, head: str) -> list[str]:
     """Commits in ``base..head``, oldest first."""
     out = git_out(["rev-list", "--reverse", "--topo-order", f"{base}..{head}"], repo)
     return out.split()
+
+
+def commit_messages(repo: Path, commits: list[str]) -> dict[str, str]:
+    """Commit id -> message (as ``git log --format=%B`` gives it, which is what ``datalad rerun`` reads).
+
+    One ``git log`` for all commits, read as a stream: a history of more than
+    :data:`MAX_COMMITS` commits, a message over :data:`MAX_MESSAGE_BYTES`, all
+    messages over :data:`MAX_HISTORY_BYTES`, or a message that is not UTF-8 text
+    raises :class:`HistoryError` before more is read.
+    """
+    if len(commits) > MAX_COMMITS:
+        raise HistoryError(f"{len(commits)} commits between the challenge and the head; the limit is "
+                           f"{MAX_COMMITS}: squash your history")
+    if not commits:
+        return {}
+    cmd = ["git", "log", "--stdin", "--no-walk=unsorted", "-z", "--format=%H%n%B"]
+    messages: dict[str, str] = {}
+    total = 0
+    rest = b""
+    problem = None
+    with subprocess.Popen(cmd, cwd=repo, env=safe_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("".join(f"{c}\n" for c in commits).encode())
+        proc.stdin.close()
+        for chunk in iter(lambda: proc.stdout.read(2**16), b""):  # type: ignore[union-attr]
+            total += len(chunk)
+            *done, rest = (rest + chunk).split(b"\0")
+            for entry in done:
+                commit, _, raw = entry.partition(b"\n")
+                expected = commits[len(messages)] if len(messages) < len(commits) else ""
+                if commit.decode("ascii", "replace") != expected:
+                    problem = f"commit {expected[:12]}: its message holds a NUL byte; reword it"
+                    break
+                if len(raw) > MAX_MESSAGE_BYTES:
+                    problem = f"commit {expected[:12]}: its message is over {MAX_MESSAGE_BYTES} bytes; " \
+                              "a run record is a few kB"
+                    break
+                try:
+                    messages[expected] = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    problem = f"commit {expected[:12]}: its message is not UTF-8 text; reword it"
+                    break
+            if problem is None and len(rest) > MAX_MESSAGE_BYTES:
+                problem = (f"commit {commits[len(messages)][:12]}: its message is over {MAX_MESSAGE_BYTES} "
+                           "bytes; a run record is a few kB")
+            elif problem is None and total > MAX_HISTORY_BYTES:
+                problem = f"the commit messages of the submission are over {MAX_HISTORY_BYTES} bytes together"
+            if problem is not None:
+                proc.kill()
+                break
+    if problem is not None:
+        raise HistoryError(problem)
+    if proc.returncode != 0 or len(messages) != len(commits):
+        raise GitError(f"`{' '.join(cmd)}` failed in {repo} (exit {proc.returncode}) after "
+                       f"{len(messages)} of {len(commits)} messages")
+    return messages

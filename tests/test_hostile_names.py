@@ -357,3 +357,47 @@ def test_non_utf8_prediction_file_name_end_to_end_refused_and_the_site_builds(ar
     report = build_site(arena.config.results, work / "site")
     assert (work / "site" / ev.challenge["id"] / "evaluations" / f"{ev.id}.html").is_file()
     assert not any("Unicode" in p for p in report.problems)
+
+
+def test_commit_messages_are_read_in_one_bounded_call(tmp_path, monkeypatch):
+    from jc_datalad import inspection
+    from jc_datalad.inspection import HistoryError, commit_messages
+
+    repo = tmp_path / "repo"
+    sh("git", "init", "-q", str(repo))
+    ids = []
+    for message in (b"first\n\nbody", "zweite \u00e9\n".encode(), b"x" * 5000):
+        (repo / "msg").write_bytes(message)
+        sh("git", "commit", "-q", "--allow-empty", "-F", "msg", cwd=repo)
+        ids.append(sh("git", "rev-parse", "HEAD", cwd=repo).strip())
+    messages = commit_messages(repo, ids)
+    assert [messages[c].strip() for c in ids] == ["first\n\nbody", "zweite \u00e9", "x" * 5000]
+    monkeypatch.setattr(inspection, "MAX_MESSAGE_BYTES", 4096)
+    with pytest.raises(HistoryError, match=f"commit {ids[2][:12]}: its message is over 4096 bytes"):
+        commit_messages(repo, ids)
+    monkeypatch.setattr(inspection, "MAX_COMMITS", 2)
+    with pytest.raises(HistoryError, match="3 commits between the challenge and the head; the limit is 2"):
+        commit_messages(repo, ids)
+    # a commit object written by hand (git commit itself would re-encode the message)
+    tree = sh("git", "rev-parse", "HEAD^{tree}", cwd=repo).strip()
+    who = b"A <a@example.org> 1700000000 +0000"
+    body = b"tree " + tree.encode() + b"\nauthor " + who + b"\ncommitter " + who + b"\n\ncaf\xe9 in Latin-1\n"
+    latin = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--stdin"], cwd=repo, input=body,
+                           capture_output=True, check=True).stdout.decode().strip()
+    with pytest.raises(HistoryError, match=f"commit {latin[:12]}: its message is not UTF-8 text"):
+        commit_messages(repo, [latin])
+
+
+def test_tree_totals_count_a_whole_tree_and_stop_at_the_limit(tmp_path):
+    from jc_datalad.inspection import tree_totals
+
+    repo = tmp_path / "repo"
+    sh("git", "init", "-q", str(repo))
+    for n in range(10):
+        (repo / "sub").mkdir(exist_ok=True)
+        (repo / "sub" / f"f{n}").write_bytes(b"x" * (n + 1))
+    sh("git", "add", ".", cwd=repo)
+    sh("git", "commit", "-q", "-m", "files", cwd=repo)
+    assert tree_totals(repo, "HEAD", 100) == (55, 11)  # 10 files of 1..10 bytes, and their folder
+    total, entries = tree_totals(repo, "HEAD", 5)
+    assert entries > 5  # stopped once past the limit: enough to refuse
