@@ -167,6 +167,8 @@ def env_with_annex_on_path() -> dict[str, str]:
 _OBJECT_ID = re.compile(rb"^([0-9a-f]{40}|[0-9a-f]{64})$")
 #: Longest ref name (after refs/heads/ or refs/tags/) the runner accepts; git's own limit is the file system's.
 MAX_REF_NAME_BYTES = 255
+#: Branches (and tags) of one team repository the runner considers; each costs admission work every pass.
+MAX_REFS = 1000
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,13 @@ def ls_remote(url: str, kind: str, protocols: Sequence[str] = DEFAULT_PROTOCOLS)
             refs[name] = sha.decode("ascii")  # the peeled commit wins over the tag object
         else:
             refs.setdefault(name, sha.decode("ascii"))
+    if len(refs) > MAX_REFS:
+        kept = sorted(refs)[:MAX_REFS]
+        what = "branches" if kind == "heads" else "tags"
+        refused.append(f"{len(refs) - MAX_REFS} {what} beyond the first {MAX_REFS} (by name) are ignored; "
+                       "delete the ones you no longer need")
+        lgr.warning("%s: %s", url, refused[-1])
+        refs = {name: refs[name] for name in kept}
     return RemoteRefs(refs, tuple(refused))
 
 

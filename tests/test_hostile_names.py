@@ -401,3 +401,19 @@ def test_tree_totals_count_a_whole_tree_and_stop_at_the_limit(tmp_path):
     assert tree_totals(repo, "HEAD", 100) == (55, 11)  # 10 files of 1..10 bytes, and their folder
     total, entries = tree_totals(repo, "HEAD", 5)
     assert entries > 5  # stopped once past the limit: enough to refuse
+
+
+def test_a_flood_of_branches_is_cut_at_the_limit(tmp_path, monkeypatch):
+    from jc_datalad import gitutil
+
+    repo = tmp_path / "repo"
+    sh("git", "init", "-q", "--bare", str(repo))
+    tree = subprocess.run(["git", "mktree"], cwd=repo, input=b"", capture_output=True, check=True).stdout.strip()
+    commit = git_bytes("commit-tree", "-m", "x", tree.decode(), cwd=repo).strip()
+    refs = "".join(f"create refs/heads/b{n:03d} {commit.decode()}\n" for n in range(12))
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=repo, input=refs.encode(), check=True)
+    monkeypatch.setattr(gitutil, "MAX_REFS", 10)
+    heads = gitutil.ls_remote(str(repo), "heads")
+    assert sorted(heads.refs) == [f"b{n:03d}" for n in range(10)]
+    assert heads.refused == ("2 branches beyond the first 10 (by name) are ignored; delete the ones you no longer "
+                             "need",)
