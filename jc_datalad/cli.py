@@ -343,8 +343,13 @@ def runner_run(config: Path, once: bool, workers: int | None, as_json: bool, wai
                       progress=None if as_json else click.echo)
     if as_json:
         _echo_json(report.as_dict())
-        return
-    click.echo(f"pass done in {report.wall_s:.2f} s: {len(report.evaluations)} new evaluation(s)")
+    else:
+        click.echo(f"pass done in {report.wall_s:.2f} s: {len(report.evaluations)} new evaluation(s)")
+    if report.team_errors:
+        # the other teams were evaluated; the organizers must still act on these
+        teams = sorted({err.split(":", 1)[0].removeprefix("team ") for err in report.team_errors})
+        raise click.ClickException(f"{len(teams)} team(s) could not be read this pass: {', '.join(teams)} "
+                                   "(see the lines above)")
 
 
 @runner.command("override")

@@ -126,10 +126,12 @@ def git(
         )
     except subprocess.TimeoutExpired:
         # a GitError, so a stalled transfer is one submission's error with a reason, not an internal one
-        raise GitError(f"`{' '.join(cmd)}` took longer than {timeout:g} s in {cwd}; stopped") from None
+        where = f" in {cwd}" if cwd else ""
+        raise GitError(f"`{' '.join(cmd)}` took longer than {timeout:g} s{where}; stopped") from None
     if check and proc.returncode != 0:
         err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
-        raise GitError(f"`{' '.join(cmd)}` failed in {cwd}: {err.strip()[-800:]}")
+        where = f" in {cwd}" if cwd else ""
+        raise GitError(f"`{' '.join(cmd)}` failed{where}: {err.strip()[-800:]}")
     return proc
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from jc_datalad import admission, description, ledger, lock, sandbox, standings
 from jc_datalad.admission import Candidate
-from jc_datalad.config import RunnerConfig, Team, load_teams
+from jc_datalad.config import RunnerConfig, Team, load_teams, read_teams
 from jc_datalad.errors import JcError
 from jc_datalad.evaluate import Context, evaluate, prepare
 from jc_datalad.gitutil import (
@@ -181,13 +181,21 @@ def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers
     report.problems = [str(b) for b in (*bad, *bad_seen)]
     for problem in report.problems:
         say(problem)
+    # teams first: a teams file that cannot be read at all stops the pass before it writes anything
+    teams_file = read_teams(config.teams_file)
+    teams = teams_file.teams
+    report.team_errors = [
+        f"team {name}: suspended until its entry in {teams_file.path} is fixed: "
+        + "; ".join(str(p) for p in teams_file.by_team.get(name, ()))
+        for name in sorted(teams_file.suspended)
+    ]
     # what the site's challenge pages show; committed only when it changed (a few git calls otherwise)
     if description.publish(config, spec, now.strftime("%Y-%m-%dT%H:%M:%SZ"), overrides):
         say(f"challenge description written to {ledger.CHALLENGES}/{spec.id}/")
-    teams = load_teams(config.teams_file)
-    if not teams:
+    if not teams and not teams_file.suspended:
         say(f"no teams registered in {config.teams_file}; add them with `jc team add`")
-    candidates, report.team_errors = discover(teams, config.protocols)
+    candidates, unreachable = discover(teams, config.protocols)
+    report.team_errors += unreachable
     for err in report.team_errors:
         say(err)
 

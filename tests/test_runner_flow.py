@@ -107,3 +107,23 @@ def test_cli_runner_pass_and_site(arena, work):
     result = CliRunner().invoke(main, ["site", "build", str(arena.config.results), "-o", str(work / "site")])
     assert result.exit_code == 0, result.output
     assert (work / "site" / "index.html").exists()
+
+
+def test_a_pass_exits_non_zero_naming_unreachable_or_suspended_teams(arena):
+    """The other teams are evaluated; the pass still exits 1 and names the teams it could not read."""
+    repo = arena.team("honest")
+    clone = arena.clone("honest")
+    participant.record_prediction(clone, files={"code/predict.py": DATA / "threshold_predict.py"})
+    participant.push_submission(clone, repo, "s1")
+    text = arena.teams_file.read_text()
+    text += f"  gone:\n    repository: {arena.root / 'teams' / 'missing.git'}\n"
+    text += f"  typo:\n    repository: {repo}-typo\n    kyes: []\n"
+    arena.teams_file.write_text(text)
+    result = CliRunner().invoke(main, ["runner", "run", "--once", "--config", str(arena.config_path)])
+    assert result.exit_code == 1, result.output
+    assert "2 team(s) could not be read this pass: gone, typo" in result.output
+    assert "team gone: repository" in result.output and "unreachable" in result.output
+    assert "failed in None" not in result.output
+    assert "team typo: suspended" in result.output
+    records = [r for _, r in ledger.iter_records(arena.config.results) if isinstance(r, Evaluation)]
+    assert [(r.team, r.status) for r in records] == [("honest", Status.EVALUATED)]
