@@ -26,7 +26,7 @@ from pathlib import Path
 from jc_datalad import standings
 from jc_datalad.config import RunnerConfig, Team
 from jc_datalad.errors import JcError
-from jc_datalad.gitutil import git
+from jc_datalad.gitutil import check_team_repository, git
 from jc_datalad.records import Evaluation, Status, evaluation_id
 from jc_datalad.spec import ChallengeSpec, Phase
 from jc_datalad.teams import effective_team, keys_by_team
@@ -99,6 +99,7 @@ def bare_clone(config: RunnerConfig, repository: str) -> Iterator[tuple[Path, Pa
     where.mkdir(parents=True)
     try:
         repo = where / "repo.git"
+        check_team_repository(repository)
         git(["clone", "--quiet", "--bare", repository, str(repo)], protocols=config.protocols, timeout=600)
         yield repo, where
     finally:

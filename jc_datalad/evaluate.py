@@ -28,7 +28,14 @@ import scorers
 from jc_datalad import __version__, launcher, logs, sandbox
 from jc_datalad.config import RunnerConfig, Team, default_cache_dir
 from jc_datalad.errors import JcError
-from jc_datalad.gitutil import annex_key_of_link, env_with_annex_on_path, git, git_out, printable
+from jc_datalad.gitutil import (
+    annex_key_of_link,
+    check_team_repository,
+    env_with_annex_on_path,
+    git,
+    git_out,
+    printable,
+)
 from jc_datalad.inspection import (
     AnnexLink,
     HistoryError,
@@ -291,6 +298,7 @@ def _fetch(job: _Job) -> None:
     """Clone without checkout; the challenge's history comes from the organizer, not the team."""
     protocols = job.ctx.config.protocols
     with job.stages("clone"):
+        check_team_repository(job.team.repository)
         git(["clone", "--quiet", "--no-checkout", "--no-tags", "--no-recurse-submodules",
              job.team.repository, str(job.clone)], protocols=protocols, timeout=600)
         if git(["cat-file", "-e", f"{job.commit}^{{commit}}"], job.clone, check=False).returncode:

@@ -225,6 +225,26 @@ def ref_name_problem(name: bytes) -> str | None:
     return None
 
 
+def check_team_repository(url: str) -> None:
+    """Refuse a repository on this machine that borrows objects from elsewhere.
+
+    The runner reads team repositories that other users own (``safe.directory``). A repository
+    whose ``objects/info/alternates`` names another repository on this machine would let git,
+    running as the runner's user, serve objects from a repository its owner cannot read.
+    """
+    if "://" in url and not url.startswith("file://"):
+        return
+    if ":" in url.split("/", 1)[0] and not url.startswith("file://"):
+        return  # scp-like host:path
+    root = Path(url.removeprefix("file://"))
+    for objects in (root / "objects", root / ".git" / "objects"):
+        for name in ("alternates", "http-alternates"):
+            if os.path.lexists(objects / "info" / name):
+                raise GitError(f"{url}: the repository borrows objects from elsewhere "
+                               f"({objects / 'info' / name}); the runner reads only a team's own objects: "
+                               "remove that file (`git repack -a -d` first keeps every object)")
+
+
 def ls_remote(url: str, kind: str, protocols: Sequence[str] = DEFAULT_PROTOCOLS) -> RemoteRefs:
     """Branches (``kind="heads"``) or tags (``"tags"``, annotated ones peeled) of a remote repository.
 
@@ -233,6 +253,7 @@ def ls_remote(url: str, kind: str, protocols: Sequence[str] = DEFAULT_PROTOCOLS)
     """
     if kind not in ("heads", "tags"):
         raise ValueError(f"kind {kind!r}: 'heads' or 'tags'")
+    check_team_repository(url)
     out = git(["ls-remote", f"--{kind}", url], protocols=protocols, timeout=120, binary=True).stdout
     prefix = f"refs/{kind}/".encode()
     refs: dict[str, str] = {}

@@ -127,3 +127,17 @@ def test_a_pass_exits_non_zero_naming_unreachable_or_suspended_teams(arena):
     assert "team typo: suspended" in result.output
     records = [r for _, r in ledger.iter_records(arena.config.results) if isinstance(r, Evaluation)]
     assert [(r.team, r.status) for r in records] == [("honest", Status.EVALUATED)]
+
+
+def test_a_team_repository_borrowing_objects_is_refused(arena):
+    """objects/info/alternates would let git, as the runner's user, serve objects the team cannot read."""
+    repo = arena.team("borrower")
+    clone = arena.clone("borrower")
+    participant.record_prediction(clone, files={"code/predict.py": DATA / "threshold_predict.py"})
+    participant.push_submission(clone, repo, "s1")
+    (repo / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (repo / "objects" / "info" / "alternates").write_text(f"{arena.challenge.private}/.git/objects\n")
+    report = arena.run()
+    assert report.evaluations == []
+    (error,) = report.team_errors
+    assert error.startswith("team borrower:") and "borrows objects from elsewhere" in error
