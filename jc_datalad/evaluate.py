@@ -429,7 +429,7 @@ def _annex_get(job: _Job, links: Sequence[AnnexLink]) -> dict[str, Path]:
         else:
             problem = "content not in the team repository"
         if problem is not None:
-            fix = ("push it with `datalad push --to <team> --data anything`" if not (location or cut_off)
+            fix = ("push it with `datalad push --to <team> --force checkdatapresent`" if not (location or cut_off)
                    else "re-add the file with `datalad save` and push it again")
             raise Refusal(f"{printable(link.path)}: {problem}; {fix}")
         found[link.path] = job.clone / location

@@ -123,7 +123,7 @@ class ImageRecipe:
 
 RECIPES: dict[str, ImageRecipe] = {
     # What challenge code runs with (bookworm: python 3.11, numpy 1.24,
-    # scipy 1.10, scikit-image 0.19.3, tifffile 2022.8).
+    # scipy 1.10, scikit-image 0.19.3, tifffile 2023.2.3).
     "full": ImageRecipe(
         name="full",
         packages=(

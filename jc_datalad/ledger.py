@@ -1,7 +1,7 @@
 """The results dataset: the ledger every leaderboard is built from.
 
-Layout: ``evaluations/<id>/record.json`` plus ``logs/`` and ``predictions/``
-next to it. Each evaluation is one commit whose message is a DataLad run
+Layout: ``evaluations/<id>/`` holds ``record.json`` and ``predictions/`` (and ``logs.age`` or
+``logs.txt`` where the challenge's ``logs:`` setting publishes logs: jc_datalad.logs). Each evaluation is one commit whose message is a DataLad run
 record, so ``datalad rerun`` (or ``jc runner reproduce ID``) redoes it; the
 rejections of one pass share one commit.
 

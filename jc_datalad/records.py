@@ -50,7 +50,7 @@ class Evaluation:
     public: dict[str, Any] = field(default_factory=dict)  # the public part of the hidden split
     private: dict[str, Any] = field(default_factory=dict)  # the private part
     items: list[dict[str, Any]] = field(default_factory=list)  # per item: name, part, metrics, error
-    steps: list[dict[str, Any]] = field(default_factory=list)  # command, resources, status, log tails
+    steps: list[dict[str, Any]] = field(default_factory=list)  # command, resources, status (system facts only)
     stages: dict[str, float] = field(default_factory=dict)  # runner stage -> seconds
     started: str = ""
     finished: str = ""
