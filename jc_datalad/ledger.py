@@ -1,9 +1,9 @@
 """The results dataset: the ledger every leaderboard is built from.
 
 Layout: ``evaluations/<id>/`` holds ``record.json`` and ``predictions/`` (and ``logs.age`` or
-``logs.txt`` where the challenge's ``logs:`` setting publishes logs: jc_datalad.logs). Each evaluation is one commit whose message is a DataLad run
-record, so ``datalad rerun`` (or ``jc runner reproduce ID``) redoes it; the
-rejections of one pass share one commit.
+``logs.txt`` where the challenge's ``logs:`` setting publishes logs: jc_datalad.logs). Each
+evaluation is one commit whose message is a DataLad run record, so ``datalad rerun`` (or
+``jc runner reproduce ID``) redoes it; the rejections of one pass share one commit.
 
 Crash safety (see docs/runner.md): only the holder of the dataset's lock
 (:mod:`jc_datalad.lock`) writes. The dataset is created in a folder beside it
