@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,9 +31,14 @@ def git_bytes(*args: bytes | str, cwd: Path) -> bytes:
     return proc.stdout
 
 
-def honest(arena, name: str) -> tuple[Path, Path]:
+def honest(arena, name: str, *, model: bool = False) -> tuple[Path, Path]:
+    """A team with an honest recorded prediction (not yet pushed); with ``model``, an annexed model file
+    whose content the runner fetches and checks against its key."""
     repo = arena.team(name)
     clone = arena.clone(name)
+    if model:
+        (clone / "code" / "model.bin").write_bytes(bytes(range(256)) * 4)
+        sh("datalad", "save", "-m", "model", cwd=clone)
     participant.record_prediction(clone, files={"code/predict.py": DATA / "threshold_predict.py"})
     return repo, clone
 
@@ -59,8 +65,10 @@ def by_team(report) -> dict:
 def test_non_utf8_branch_and_final_tag_beside_an_honest_team(arena):
     from jc_datalad.runner import final_tags
 
-    repo_ok, clone_ok = honest(arena, "honest")
+    repo_ok, clone_ok = honest(arena, "honest", model=True)
     participant.push_submission(clone_ok, repo_ok, "s1")
+    sh("datalad", "push", "--to", "team", "--data", "anything", cwd=clone_ok)
+    assert "E-s1024--" in sh("git", "annex", "lookupkey", "code/model.bin", cwd=clone_ok)  # MD5E, as datalad makes it
     sh("git", "tag", "final/best", cwd=clone_ok)
     sh("git", "push", "-q", "team", "final/best", cwd=clone_ok)
     repo_bad = arena.team("oddnames")
@@ -80,7 +88,8 @@ def test_non_utf8_branch_and_final_tag_beside_an_honest_team(arena):
     assert tags.refs == {} and "final/\\xff" in tags.refused[0]
 
     evs = by_team(arena.run())
-    assert evs["honest"].status is Status.EVALUATED  # the pass went on for everyone
+    assert evs["honest"].status is Status.EVALUATED, evs["honest"].reason  # the pass went on for everyone
+    # (its annexed model was fetched and checked against its key's size and checksum on the way)
     assert evs["oddnames"].submission["branches"] == ["s1"]  # only the head under a readable name
     assert evs["oddnames"].status is Status.REFUSED
     config = arena.config
@@ -156,6 +165,9 @@ def test_annexed_content_larger_than_its_key_is_cut_off_and_refused(arena):
         fh.truncate(40 * 2**20)
     (ev,) = arena.run().evaluations
     assert ev.status is Status.REFUSED
+    if shutil.which("prlimit") is None:  # git-annex's own check still refuses it, after the whole transfer
+        assert "code/model.bin: content not in the team repository" in ev.reason
+        return
     assert "code/model.bin: its annexed content arrived larger than its key says (100 bytes)" in ev.reason
     assert "cut off at 33554432 bytes" in ev.reason
 
