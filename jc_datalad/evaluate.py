@@ -28,6 +28,7 @@ import scorers
 from jc_datalad import __version__, launcher, logs, sandbox
 from jc_datalad.config import RunnerConfig, Team, default_cache_dir
 from jc_datalad.errors import JcError
+from jc_datalad.fsutil import remove_tree
 from jc_datalad.gitutil import (
     annex_key_of_link,
     check_team_repository,
@@ -223,7 +224,7 @@ def evaluate(
     eid = evaluation_id(team.name, commit, phase)
     workdir = ctx.config.work / "eval" / eid
     sandbox.release_mounts(workdir)  # an output area a killed pass left mounted
-    shutil.rmtree(workdir, ignore_errors=True)
+    remove_tree(workdir)
     workdir.mkdir(parents=True)
     out.mkdir(parents=True, exist_ok=True)
     job = _Job(ctx, team, commit, phase, split, workdir, out)
@@ -253,7 +254,7 @@ def evaluate(
         reason = f"internal error: {type(exc).__name__}: {exc} ({traceback.extract_tb(exc.__traceback__)[-1].name})"
     finally:
         sandbox.release_mounts(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
     hidden = ctx.hidden.get(split)
     # the record boundary: of steps that ran on hidden data only system facts are kept (docs/logs.md)
     sealed = logs.seal(
@@ -290,7 +291,9 @@ def evaluate(
         stages=job.stages.times,
         started=started,
         finished=utcnow(),
-        reproduce=reproduce or [],
+        # a refused record's commands were never checked: no `datalad rerun` line is kept for them
+        reproduce=(reproduce or []) if job.recorded else [
+            line for line in reproduce or [] if "datalad rerun" not in line],
     )
 
 

@@ -30,12 +30,13 @@ from jc_datalad.admission import Candidate
 from jc_datalad.config import RunnerConfig, Team, load_teams, read_teams
 from jc_datalad.errors import JcError
 from jc_datalad.evaluate import Context, evaluate, prepare
+from jc_datalad.fsutil import remove_tree
 from jc_datalad.gitutil import (
     GitError,
     ensure_identity,
     env_with_annex_on_path,
     git_out,
-    ls_remote_heads,
+    ls_remote,
     ls_remote_tags,
 )
 from jc_datalad.records import Evaluation, Status, evaluation_id
@@ -60,7 +61,7 @@ class PassReport:
     wall_s: float = 0.0
     prepare_s: float = 0.0
     standings: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # broken ledger lines, skipped
+    problems: list[str] = field(default_factory=list)  # broken ledger lines and branch names, skipped
     retry: list[str] = field(default_factory=list)  # evaluations the platform failed: tried again next pass
 
     def as_dict(self) -> dict:
@@ -77,23 +78,28 @@ class PassReport:
         }
 
 
-def discover(teams: dict[str, Team], protocols: tuple[str, ...]) -> tuple[list[Candidate], list[str]]:
-    """Every distinct branch head in every team's own repository."""
+def discover(teams: dict[str, Team], protocols: tuple[str, ...]
+             ) -> tuple[list[Candidate], list[str], list[str]]:
+    """Every distinct branch head in every team's own repository; the teams whose repository could
+    not be read; and the branches left out for their names (the team's to fix, not the organizers')."""
     found: list[Candidate] = []
     errors: list[str] = []
+    ignored: list[str] = []
     for team in sorted(teams.values(), key=lambda t: t.name):
         try:
-            heads = ls_remote_heads(team.repository, protocols)
+            remote = ls_remote(team.repository, "heads", protocols)
         except (GitError, subprocess.TimeoutExpired) as exc:
             errors.append(f"team {team.name}: repository {team.repository} unreachable: {exc}")
             continue
+        heads = remote.refs
+        ignored += [f"team {team.name}: {refused}" for refused in remote.refused]
         by_commit: dict[str, list[str]] = {}
         for branch, sha in sorted(heads.items()):
             if branch in IGNORED_BRANCHES or branch.startswith("synced/"):
                 continue
             by_commit.setdefault(sha, []).append(branch)
         found += [Candidate(team, sha, tuple(branches)) for sha, branches in by_commit.items()]
-    return found, errors
+    return found, errors, ignored
 
 
 def evaluate_command(config: RunnerConfig, team: str, commit: str, phase: str, split: str, eid: str) -> list[str]:
@@ -148,7 +154,7 @@ def start_writing(config: RunnerConfig, holding: lock.Holding, say: Callable[[st
         say(f"removed stale git lock(s) of an interrupted writer: {', '.join(recovery.git_locks)}")
     for sub in ("verify", "eval"):  # per-evaluation scratch folders (admission.bare_clone, evaluate)
         sandbox.release_mounts(config.work / sub)  # output areas a killed pass left mounted
-        shutil.rmtree(config.work / sub, ignore_errors=True)
+        remove_tree(config.work / sub)
     return recovery.saved
 
 
@@ -194,9 +200,10 @@ def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers
         say(f"challenge description written to {ledger.CHALLENGES}/{spec.id}/")
     if not teams and not teams_file.suspended:
         say(f"no teams registered in {config.teams_file}; add them with `jc team add`")
-    candidates, unreachable = discover(teams, config.protocols)
+    candidates, unreachable, ignored = discover(teams, config.protocols)
     report.team_errors += unreachable
-    for err in report.team_errors:
+    report.problems += ignored
+    for err in [*report.team_errors, *ignored]:
         say(err)
 
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -39,3 +39,22 @@ def test_the_time_limit_holds_for_all_steps_together(arena):
     assert ev.status is Status.FAILED, ev.reason
     assert "time limit" in ev.reason
     assert sum(step["wall_s"] for step in ev.steps) < 6
+
+
+def test_a_tree_nested_thousands_of_folders_deep_is_removed(tmp_path):
+    """A step may leave such a tree in the work folder (a runner without root keeps outputs there)."""
+    import os
+
+    from jc_datalad.fsutil import remove_tree
+
+    top = tmp_path / "deep"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(2100):
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)
+    remove_tree(top)
+    assert not top.exists()

@@ -87,8 +87,12 @@ def test_non_utf8_branch_and_final_tag_beside_an_honest_team(arena):
     tags = ls_remote(str(repo_bad), "tags")
     assert tags.refs == {} and "final/\\xff" in tags.refused[0]
 
-    evs = by_team(arena.run())
+    report = arena.run()
+    evs = by_team(report)
     assert evs["honest"].status is Status.EVALUATED, evs["honest"].reason  # the pass went on for everyone
+    # the pass reports the ignored branches to the organizers, as the team's problem, not a team error
+    assert any(p.startswith("team oddnames: branch 'bad\\xff\\xfename'") for p in report.problems), report.problems
+    assert report.team_errors == []
     # (its annexed model was fetched and checked against its key's size and checksum on the way)
     assert evs["oddnames"].submission["branches"] == ["s1"]  # only the head under a readable name
     assert evs["oddnames"].status is Status.REFUSED
@@ -209,6 +213,7 @@ def test_forged_interpreter_word_is_refused_and_no_reproduce_command_is_publishe
     assert ev.status is Status.REFUSED
     assert "is not a plain path to an interpreter" in ev.reason
     assert not marker.exists()
+    assert not any("datalad rerun" in line for line in ev.reproduce)  # nor kept in the ledger's record
     report = build_site(arena.config.results, work / "site")
     page = (work / "site" / ev.challenge["id"] / "evaluations" / f"{ev.id}.html").read_text()
     assert "datalad rerun --since=" not in page and "datalad clone" not in page
