@@ -414,12 +414,15 @@ def submit() -> None:
 
 @submit.command("check")
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path), default=".")
+@click.option("--no-run", is_flag=True,
+              help="Only inspect the history and validate the committed outputs; do not replay the steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def submit_check(dataset: Path, as_json: bool) -> None:
-    """Run the runner's inspection and validation on your DATASET (default: here); say what it would refuse."""
+def submit_check(dataset: Path, no_run: bool, as_json: bool) -> None:
+    """Check your DATASET (default: here) as the runner will: inspect its history, replay the recorded
+    steps in the runner's sandbox on the public inputs, and validate the outputs with the scorer."""
     from jc_datalad.submit import check_submission
 
-    result = check_submission(dataset)
+    result = check_submission(dataset, run=not no_run)
     if as_json:
         _echo_json(result.as_dict())
     else:
@@ -427,6 +430,15 @@ def submit_check(dataset: Path, as_json: bool) -> None:
             click.echo(f"warning: {w}")
         for step in result.steps:
             click.echo(f"recorded step (commit {step.commit[:12]}): {step.inner}")
+        for done in result.executed:
+            code = "" if done.exit_code is None else f", exit code {done.exit_code}"
+            click.echo(f"ran step {done.number}: {done.status}{code}, {done.wall_s:.1f} s")
+        if result.ran:
+            click.echo("checked: the steps were replayed in the runner's sandbox on a read-only copy of your "
+                       "head commit, with the public inputs, and their outputs validated")
+        elif result.steps:
+            click.echo("checked without running (--no-run): history, run records and the committed outputs; "
+                       "the steps were not replayed")
         if result.ok:
             click.echo("ok: the runner would accept this submission and re-execute the steps above")
         for p in result.problems:

@@ -19,7 +19,7 @@ import stat
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -120,6 +120,22 @@ def _dataset_identity(path: Path) -> tuple[str, str]:
     return dsid.stdout.strip(), git_out(["rev-parse", "HEAD"], path)
 
 
+def stage_inputs(source: Path, staged: Path) -> Path:
+    """Copy the input files of ``source`` to ``staged`` once: regular files only (annexed content
+    followed), without git's and DataLad's own files, readable by the sandbox user. The runner
+    stages hidden inputs this way, and ``jc submit check`` the public ones."""
+    if not staged.is_dir():
+        tmp = staged.with_name(staged.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, tmp, symlinks=False, ignore=shutil.ignore_patterns(".git", ".datalad",
+                                                                                    ".gitattributes"))
+        sandbox.make_readable(tmp)
+        os.replace(tmp, staged)
+    sandbox.make_readable(staged)
+    return staged
+
+
 def stage_hidden(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Hidden:
     """Copy the hidden inputs of ``split`` once per version into the work folder."""
     base = config.private / "hidden" / split
@@ -129,16 +145,7 @@ def stage_hidden(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Hidde
             raise JcError(f"{path}: hidden split {split!r} is missing in the private dataset")
     inputs_id, inputs_commit = _dataset_identity(inputs)
     labels_id, labels_commit = _dataset_identity(labels)
-    staged = config.work / "hidden" / f"{split}-{inputs_commit[:12]}"
-    if not staged.is_dir():
-        tmp = staged.with_name(staged.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(inputs, tmp, symlinks=False, ignore=shutil.ignore_patterns(".git", ".datalad",
-                                                                                   ".gitattributes"))
-        sandbox.make_readable(tmp)
-        os.replace(tmp, staged)
-    sandbox.make_readable(staged)
+    staged = stage_inputs(inputs, config.work / "hidden" / f"{split}-{inputs_commit[:12]}")
     items = tuple(sorted(p.name for p in labels.iterdir() if not p.name.startswith(".")))
     lb = spec.leaderboard
     return Hidden(split, staged, labels, inputs_id, inputs_commit, labels_id, labels_commit, items,
@@ -381,7 +388,7 @@ def recorded_steps(
             under_interface = path == spec.interface.inputs or path.startswith(spec.interface.inputs + "/")
             parts = PurePosixPath(path).parts  # '.' (the whole dataset) has none
             if parts and parts[0] == inputs_top and not under_interface:
-                raise Refusal(f"step input {path!r} is not available at re-execution; only "
+                raise Refusal(f"commit {step.commit[:12]}: step input {path!r} is not available at re-execution; only "
                               f"{spec.interface.inputs} is replaced by hidden data")
     return steps
 
@@ -391,7 +398,19 @@ ANNEX_WRITE_FLOOR = 32 * 2**20
 
 
 def _annex_get(job: _Job, links: Sequence[AnnexLink]) -> dict[str, Path]:
-    """Fetch the content of ``links`` from the team's repository and check it against each key.
+    return annex_get(job.clone, links, job.ctx.config.protocols)
+
+
+def annex_get(
+    clone: Path,
+    links: Sequence[AnnexLink],
+    protocols: Sequence[str],
+    *,
+    origin: str = "the team repository",
+    missing_fix: str = "push it with `datalad push --to <team> --force checkdatapresent`",
+) -> dict[str, Path]:
+    """Fetch the content of ``links`` from ``clone``'s origin (the team's repository for the
+    runner, the participant's dataset for ``jc submit check``) and check it against each key.
 
     git-annex runs with a file size limit of the largest key's size (and
     :data:`ANNEX_WRITE_FLOOR`), so content larger than its key claims is cut off
@@ -402,9 +421,9 @@ def _annex_get(job: _Job, links: Sequence[AnnexLink]) -> dict[str, Path]:
     if not links:
         return {}
     env = env_with_annex_on_path()
-    if not (job.clone / ".git" / "annex").is_dir():
+    if not (clone / ".git" / "annex").is_dir():
         # --no-autoenable: a participant's special remotes are never enabled
-        git(["annex", "init", "--quiet", "--no-autoenable", "jc-runner"], job.clone)
+        git(["annex", "init", "--quiet", "--no-autoenable", "jc-runner"], clone)
     import signal
     import subprocess
 
@@ -413,92 +432,136 @@ def _annex_get(job: _Job, links: Sequence[AnnexLink]) -> dict[str, Path]:
     cmd = ["git", "annex", "get", "--quiet", "--from", "origin", "--batch-keys"]
     if shutil.which("prlimit"):  # util-linux; without it git-annex's own checks still refuse the content
         cmd = ["prlimit", f"--fsize={bound}", *cmd]
-    proc = subprocess.run(cmd, cwd=job.clone, input="".join(f"{k}\n" for k in keys), text=True,
-                          errors="replace", env={**env, "GIT_ALLOW_PROTOCOL": ":".join(job.ctx.config.protocols)},
+    proc = subprocess.run(cmd, cwd=clone, input="".join(f"{k}\n" for k in keys), text=True,
+                          errors="replace", env={**env, "GIT_ALLOW_PROTOCOL": ":".join(protocols)},
                           capture_output=True, timeout=1800)
     # git-annex gets EFBIG at the limit (or is killed by SIGXFSZ)
     cut_off = "File too large" in proc.stderr or proc.returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ)
-    located = git(["annex", "contentlocation", "--batch"], job.clone, check=False,
+    located = git(["annex", "contentlocation", "--batch"], clone, check=False,
                   input="".join(f"{k}\n" for k in keys)).stdout.split("\n")
     where = dict(zip(keys, located, strict=False))
     found: dict[str, Path] = {}
     for link in links:
         location = where.get(link.key, "")
         if location:
-            problem = verify_content(job.clone / location, link.key)
+            problem = verify_content(clone / location, link.key)
         elif cut_off:
             problem = (f"its annexed content arrived larger than its key says ({link.size} bytes) and was cut "
                        f"off at {bound} bytes")
         else:
-            problem = "content not in the team repository"
+            problem = f"content not in {origin}"
         if problem is not None:
-            fix = ("push it with `datalad push --to <team> --force checkdatapresent`" if not (location or cut_off)
+            fix = (missing_fix if not (location or cut_off)
                    else "re-add the file with `datalad save` and push it again")
             raise Refusal(f"{printable(link.path)}: {problem}; {fix}")
-        found[link.path] = job.clone / location
+        found[link.path] = clone / location
     return found
 
 
 def _execute(job: _Job) -> tuple[Status, str | None]:
-    spec = job.ctx.spec
-    limits = sandbox.Limits(
-        time_s=spec.resources.time_s, memory_bytes=spec.resources.memory_bytes,
-        file_bytes=spec.resources.output_bytes, processes=spec.resources.processes,
-        cpus=spec.resources.cpus,
-    )
+    hidden = job.ctx.hidden[job.split]
+    replay = Replay(job.ctx.rootfs, job.ctx.spec, job.clone, hidden.inputs, tuple(job.recorded), job.workdir)
+
+    def on_step(number: int, command: str, result: sandbox.StepResult) -> None:
+        # the logs stay out of the ledger: the log book caps them, logs.seal() decides where they go
+        job.logbook.add(number, result, replay.log_dir, f"step-{number}")
+        job.steps.append(logs.step_facts(number, command, result))
+
+    failed = replay_steps(replay, job.out / "predictions", max_files=2 * len(hidden.items) + 16,
+                          on_step=on_step, stages=job.stages)
+    return failed or (Status.EVALUATED, None)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What recorded steps are replayed on: the runner's evaluations and ``jc submit check`` alike."""
+
+    rootfs: Path  #: the organizer's image, unpacked
+    spec: ChallengeSpec  #: the challenge's rules (limits, interface), from the organizer's commit
+    checkout: Path  #: the submission at its head commit; the steps see it read-only
+    inputs: Path  #: staged input files (:func:`stage_inputs`), bound at the interface input path
+    steps: tuple[RecordedStep, ...]
+    workdir: Path  #: step logs go to ``logs/``, the output areas to ``outputs/``
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+
+def step_limits(spec: ChallengeSpec) -> sandbox.Limits:
+    """The sandbox limits of one step, from ``resources`` in challenge.yaml."""
+    res = spec.resources
+    return sandbox.Limits(time_s=res.time_s, memory_bytes=res.memory_bytes, file_bytes=res.output_bytes,
+                          processes=res.processes, cpus=res.cpus)
+
+
+def replay_steps(
+    replay: Replay,
+    predictions: Path,
+    *,
+    max_files: int,
+    on_step: Callable[[int, str, sandbox.StepResult], None],
+    stages: Callable[[str], AbstractContextManager[None]] | None = None,
+) -> tuple[Status, str] | None:
+    """Run every recorded step in the runner's sandbox, then copy the interface output back to
+    ``predictions`` (:func:`collect_outputs`); ``on_step`` hears of each step as it ends.
+
+    Returns the status and reason of the first step that fails, else None. Raises
+    :class:`Refusal` for outputs that break the rules, :class:`sandbox.InfrastructureError` when
+    no sandbox can be set up.
+    """
+    stage = stages or (lambda _name: nullcontext())
+    limits = step_limits(replay.spec)
     with sandbox.identity() as who, \
-            sandbox.output_area(job.workdir / "outputs", limits.file_bytes, who) as outputs_root:
-        with job.stages("execute"):
-            failed = _run_steps(job, limits, who, outputs_root)
+            sandbox.output_area(replay.workdir / "outputs", limits.file_bytes, who) as outputs_root:
+        with stage("execute"):
+            failed = _run_steps(replay, limits, who, outputs_root, on_step)
         if failed:
             return failed
-        with job.stages("collect"):
-            collect_outputs(outputs_root / spec.interface.outputs, job.out / "predictions", limits.file_bytes,
-                            max_files=2 * len(job.ctx.hidden[job.split].items) + 16)
-    return Status.EVALUATED, None
+        with stage("collect"):
+            collect_outputs(outputs_root / replay.spec.interface.outputs, predictions, limits.file_bytes,
+                            max_files=max_files)
+    return None
 
 
-def _run_steps(job: _Job, limits: sandbox.Limits, who: sandbox.Identity,
-               outputs_root: Path) -> tuple[Status, str] | None:
+def _run_steps(replay: Replay, limits: sandbox.Limits, who: sandbox.Identity, outputs_root: Path,
+               on_step: Callable[[int, str, sandbox.StepResult], None]) -> tuple[Status, str] | None:
     """Each recorded step in turn, in the sandbox; the status and reason of the first that fails."""
-    ctx, spec = job.ctx, job.ctx.spec
-    hidden = ctx.hidden[job.split]
+    spec, checkout = replay.spec, replay.checkout
     root = sandbox.SANDBOX_ROOT
     deadline = time.monotonic() + spec.resources.evaluation_time_s
-    binds = [sandbox.Bind(job.clone, root)]
-    sandbox.prepare_mountpoint(job.clone, spec.interface.inputs)
-    binds.append(sandbox.Bind(hidden.inputs, f"{root}/{spec.interface.inputs}"))
+    binds = [sandbox.Bind(checkout, root)]
+    sandbox.prepare_mountpoint(checkout, spec.interface.inputs)
+    binds.append(sandbox.Bind(replay.inputs, f"{root}/{spec.interface.inputs}"))
     bound: dict[str, Path] = {}
-    for step in job.recorded:
+    for step in replay.steps:
         for out in step.outputs:
             if out in bound:
                 continue
             host = outputs_root / out
             host.mkdir(parents=True, exist_ok=True)
             os.chown(host, who.uid, who.gid)
-            sandbox.prepare_mountpoint(job.clone, out)
+            sandbox.prepare_mountpoint(checkout, out)
             binds.append(sandbox.Bind(host, f"{root}/{out}", writable=True))
             bound[out] = host
-    for number, step in enumerate(job.recorded, 1):
+    for number, step in enumerate(replay.steps, 1):
         left = deadline - time.monotonic()
         if left <= 0:
             return Status.FAILED, (f"the evaluation exceeded its time limit of "
                                    f"{spec.resources.evaluation_time_s:g} s for all steps before step {number}")
-        inputs = _expand_inputs(step.inputs, job.clone, hidden.inputs, spec.interface.inputs)
+        inputs = _expand_inputs(step.inputs, checkout, replay.inputs, spec.interface.inputs)
         command = expand_command(step.inner, inputs, step.outputs)
-        step_limits = replace(limits, time_s=min(limits.time_s, left))
+        this_step = replace(limits, time_s=min(limits.time_s, left))
         result = sandbox.run(
-            ctx.rootfs, ["/bin/sh", "-c", command], binds=binds, workdir=root, limits=step_limits,
-            log_dir=job.workdir / "logs", name=f"step-{number}", who=who,
+            replay.rootfs, ["/bin/sh", "-c", command], binds=binds, workdir=root, limits=this_step,
+            log_dir=replay.log_dir, name=f"step-{number}", who=who,
         )
-        # the logs stay out of the ledger: the log book caps them, logs.seal() decides where they go
-        job.logbook.add(number, result, job.workdir / "logs", f"step-{number}")
-        job.steps.append(logs.step_facts(number, command, result))
+        on_step(number, command, result)
         if result.status is sandbox.StepStatus.INFRASTRUCTURE:
             return Status.INFRASTRUCTURE, (f"step {number}: the sandbox could not be started (a platform "
                                            "fault, not the submission's; it is retried)")
         if result.status is not sandbox.StepStatus.OK:
-            return Status.FAILED, _failure_reason(number, command, result, step_limits)
+            return Status.FAILED, _failure_reason(number, command, result, this_step)
     return None
 
 

@@ -1,23 +1,64 @@
-"""``jc submit check``: the runner's own checks, run by a participant on their dataset.
+"""``jc submit check``: what the runner would do with a participant's dataset, done on their machine.
 
-It inspects the changes since the challenge commit the dataset builds on,
-parses the run records exactly as the runner will, and validates the
-recorded outputs on the public development inputs. Nothing is executed.
+It inspects the changes since the challenge commit the dataset builds on and parses the run
+records exactly as the runner will. Then, unless asked not to, it replays the recorded steps
+through the runner's own code (:func:`jc_datalad.evaluate.replay_steps`): in the runner's
+sandbox, on a read-only checkout of the head commit, with the public inputs where the runner
+puts the hidden ones and an empty writable folder per recorded output; a step that writes
+anywhere else fails here as it fails there. The outputs copied back are validated with the
+challenge scorer's own readers. Every problem names the commit at fault and how to fix the
+history.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jc_datalad import launcher, sandbox
+from jc_datalad.config import default_cache_dir
 from jc_datalad.errors import JcError
-from jc_datalad.evaluate import Refusal, recorded_steps
-from jc_datalad.gitutil import git, git_out
-from jc_datalad.inspection import commits_between, inspect_submission, merge_base
+from jc_datalad.evaluate import (
+    Refusal,
+    Replay,
+    annex_get,
+    recorded_steps,
+    replay_steps,
+    stage_inputs,
+)
+from jc_datalad.fsutil import remove_tree
+from jc_datalad.gitutil import git, git_out, printable
+from jc_datalad.inspection import Inspection, commits_between, inspect_submission, merge_base
 from jc_datalad.provenance import ProvenanceError, RecordedStep, call_prefix_pattern
-from jc_datalad.spec import SPEC_FILE, parse_spec
-from scorers.files import ItemError, read_labels
+from jc_datalad.records import Status
+from jc_datalad.spec import SPEC_FILE, ChallengeSpec, parse_spec
+from scorers.files import ItemError, read_labels, read_mask, read_table, table_column
+
+lgr = logging.getLogger(__name__)
+
+#: Lines of a failed step's output shown to the participant (their own run on public data).
+TAIL_LINES = 12
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """One recorded step as the check ran it."""
+
+    number: int
+    commit: str
+    command: str
+    status: str  #: a :class:`jc_datalad.sandbox.StepStatus` value
+    exit_code: int | None
+    wall_s: float
+
+    def as_dict(self) -> dict:
+        return {"number": self.number, "commit": self.commit, "command": self.command, "status": self.status,
+                "exit_code": self.exit_code, "wall_s": self.wall_s}
 
 
 @dataclass(frozen=True)
@@ -29,14 +70,55 @@ class SubmitCheck:
     problems: tuple[str, ...]
     warnings: tuple[str, ...] = ()
     steps: tuple[RecordedStep, ...] = field(default=())
+    #: the recorded steps were replayed in the runner's sandbox (False: ``--no-run``, or nothing to run)
+    ran: bool = False
+    executed: tuple[StepOutcome, ...] = ()
+    #: the runner's own reason for the first step that failed (``step 1 exited with code 1``)
+    failure: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def as_dict(self) -> dict:
-        return {"head": self.head, "base": self.base, "ok": self.ok, "problems": list(self.problems),
-                "warnings": list(self.warnings), "steps": [s.as_dict() for s in self.steps]}
+        return {"head": self.head, "base": self.base, "ok": self.ok, "ran": self.ran, "failure": self.failure,
+                "problems": list(self.problems), "warnings": list(self.warnings),
+                "steps": [s.as_dict() for s in self.steps], "executed": [s.as_dict() for s in self.executed]}
+
+
+@dataclass(frozen=True)
+class _History:
+    """The commits ``base..head`` with their short names and subjects, for the messages."""
+
+    dataset: Path
+    base: str
+    names: dict[str, str]  #: full sha -> 'abc1234 ("subject")'
+
+    @classmethod
+    def read(cls, dataset: Path, base: str, head: str) -> _History:
+        out = git(["log", "--format=%H%x00%h%x00%s", f"{base}..{head}"], dataset).stdout
+        names = {}
+        for line in out.splitlines():
+            full, short, subject = (line.split("\0") + ["", ""])[:3]
+            names[full] = f'{short} ("{printable(subject, 80)}")'
+        return cls(dataset, base, names)
+
+    def name(self, sha: str) -> str:
+        full = next((c for c in self.names if c.startswith(sha)), sha)
+        return self.names.get(full, sha[:12])
+
+    def short(self, sha: str) -> str:
+        return self.name(sha).split(" ", 1)[0]
+
+    @property
+    def rebase(self) -> str:
+        return f"git rebase -i {self.base[:12]}"
+
+    def touching(self, path: str) -> list[str]:
+        """The commits since the challenge commit that change ``path``, oldest first."""
+        out = git(["log", "--reverse", "--format=%H", f"{self.base}..HEAD", "--", f":(literal){path}"],
+                  self.dataset, check=False).stdout
+        return out.split()
 
 
 def _upstream(repo: Path) -> str | None:
@@ -46,8 +128,10 @@ def _upstream(repo: Path) -> str | None:
     return None
 
 
-def check_submission(dataset: Path) -> SubmitCheck:
-    """Run the runner's inspection and provenance checks on ``dataset``'s HEAD."""
+def check_submission(dataset: Path, *, run: bool = False) -> SubmitCheck:
+    """The runner's inspection and provenance checks on ``dataset``'s HEAD, and its outputs validated
+    with the scorer's readers: with ``run`` (what ``jc submit check`` does) the outputs of the
+    runner's replay of the recorded steps on the public inputs, else the committed ones."""
     import yaml
 
     dataset = dataset.resolve()
@@ -59,7 +143,8 @@ def check_submission(dataset: Path) -> SubmitCheck:
         raise JcError(f"{dataset}: no 'origin' remote pointing at the challenge; clone it with `datalad clone`")
     base = merge_base(dataset, head, upstream)
     if base is None:
-        return SubmitCheck(head, None, ("the dataset does not build on the challenge's history",))
+        return SubmitCheck(head, None, ("the dataset does not build on the challenge's history: clone the "
+                                        "challenge again and commit your work on top of it",))
     # the rules come from the challenge commit, never from the participant's edits
     spec_text = git_out(["show", f"{base}:{SPEC_FILE}"], dataset)
     spec = parse_spec(yaml.safe_load(spec_text), f"{base[:12]}:{SPEC_FILE}")
@@ -69,17 +154,19 @@ def check_submission(dataset: Path) -> SubmitCheck:
         cmdexec = git_out(["config", "-f", cfg.name, f"datalad.containers.{spec.container}.cmdexec"],
                           check=False)
     image_path = f".datalad/environments/{spec.container}/image"
+    history = _History.read(dataset, base, head)
     warnings = []
     if git_out(["status", "--porcelain", "--untracked-files=no"], dataset):
         warnings.append("uncommitted changes: the runner sees only what is committed and pushed")
 
     inspection = inspect_submission(dataset, base, head, spec)
-    problems = list(inspection.problems)
+    problems = [_blame_path(p, inspection, history) for p in inspection.problems]
     if spec.submission.signed:
         header = git_out(["cat-file", "commit", head], dataset).split("\n\n", 1)[0]
         if "\ngpgsig" not in header and "\ngpgsig-sha256" not in header:
-            problems.append(f"the head commit {head[:12]} is not signed: the challenge counts only commits "
-                            "signed with your team's registered SSH key (docs/signing.md)")
+            problems.append(f"the head commit {history.name(head)} is not signed: the challenge counts only "
+                            "commits signed with your team's registered SSH key; sign it with `git commit "
+                            "--amend -S --no-edit` (docs/signing.md)")
     steps: list[RecordedStep] = []
 
     def sidecar_of(commit: str, record_id: str) -> bytes:
@@ -93,18 +180,218 @@ def check_submission(dataset: Path) -> SubmitCheck:
             steps = recorded_steps(dataset, commits_between(dataset, base, head), spec,
                                    call_prefix_pattern(cmdexec, image_path), image_path, sidecar_of)
         except (Refusal, ProvenanceError) as exc:
-            problems.append(str(exc))
+            problems.append(_blame_record(str(exc), history, spec))
     else:
         problems.append(f"the challenge registers no container {spec.container!r}")
 
-    if steps and spec.interface.format == "label-tiff":
-        problems += validate_label_tiffs(dataset / spec.interface.inputs, dataset / spec.interface.outputs,
-                                         spec.interface.outputs)
-    return SubmitCheck(head, base, tuple(problems), tuple(warnings), tuple(steps))
+    if not steps:
+        return SubmitCheck(head, base, tuple(problems), tuple(warnings))
+    if not run:
+        found = validate_outputs(spec, dataset / spec.interface.inputs, dataset / spec.interface.outputs,
+                                 spec.interface.outputs)
+        problems += [_blame_output(p, steps, history, spec) for p in found]
+        return SubmitCheck(head, base, tuple(problems), tuple(warnings), tuple(steps))
+    replayed = _replay(dataset, base, head, spec, image_path, inspection, steps, history)
+    return SubmitCheck(head, base, tuple(problems + replayed.problems), tuple(warnings), tuple(steps),
+                       ran=True, executed=tuple(replayed.executed), failure=replayed.failure)
 
 
-def validate_label_tiffs(inputs: Path, outputs: Path, label: str) -> list[str]:
-    """Every input has a prediction of the same name and frame shape, with integer labels."""
+@dataclass
+class _Replayed:
+    problems: list[str] = field(default_factory=list)
+    executed: list[StepOutcome] = field(default_factory=list)
+    failure: str | None = None
+
+
+def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path: str,
+            inspection: Inspection, steps: list[RecordedStep], history: _History) -> _Replayed:
+    """The runner's replay of ``steps`` on a read-only checkout of ``head`` with the public inputs."""
+    done = _Replayed()
+    inputs = dataset / spec.interface.inputs
+    missing = _missing_inputs(inputs, spec.interface.inputs)
+    if missing:
+        done.problems.append(missing)
+        return done
+    work = Path(tempfile.mkdtemp(prefix="jc-submit-check-"))
+    try:
+        rootfs = launcher.rootfs_for(_challenge_image(dataset, base, image_path, work),
+                                     cache_root=default_cache_dir() / "rootfs")
+        checkout = work / "checkout"
+        git(["clone", "--quiet", "--no-checkout", "--no-tags", "--no-recurse-submodules", str(dataset),
+             str(checkout)], protocols=("file",))
+        git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head], checkout)
+        outputs = {o for step in steps for o in step.outputs}
+        needed = [link for link in inspection.annexed
+                  if not link.path.startswith(".datalad/")
+                  and not any(link.path == o or link.path.startswith(o + "/") for o in outputs)]
+        annex_get(checkout, needed, ("file",), origin="your dataset",
+                  missing_fix="get it with `datalad get`; the runner fetches it from your team repository")
+        staged = stage_inputs(inputs, work / "inputs")
+        items = [p.name for p in staged.iterdir()]
+        replay = Replay(rootfs, spec, checkout, staged, tuple(steps), work / "work")
+
+        def on_step(number: int, command: str, result: sandbox.StepResult) -> None:
+            lgr.info("step %d: %s (%.1f s)", number, result.status.value, result.wall_s)
+            done.executed.append(StepOutcome(number, steps[number - 1].commit, command, result.status.value,
+                                             result.exit_code, result.wall_s))
+
+        try:
+            failed = replay_steps(replay, work / "predictions", max_files=2 * len(items) + 16, on_step=on_step)
+        except Refusal as exc:  # the outputs break a rule (links, names, size)
+            done.problems.append(_blame_output(str(exc), steps, history, spec))
+            return done
+        if failed is not None:
+            status, reason = failed
+            m = re.search(r"step (\d+)", reason)
+            number = int(m.group(1)) if m else len(steps)
+            if status is Status.INFRASTRUCTURE:
+                tail = _tail(replay.log_dir / f"step-{number}.stderr")
+                raise JcError(f"the sandbox cannot be started on this machine ({tail or 'no message'}); "
+                              "`jc submit check --no-run` checks without running the steps")
+            done.failure = reason
+            done.problems.append(_step_failed(reason, steps[number - 1], replay.log_dir, number, history, spec))
+            return done
+        found = validate_outputs(spec, staged, work / "predictions", spec.interface.outputs)
+        done.problems += [_blame_output(p, steps, history, spec) for p in found]
+        return done
+    except Refusal as exc:
+        done.problems.append(str(exc))
+        return done
+    except sandbox.InfrastructureError:
+        raise
+    except JcError as exc:  # a mount point that is a file or a link in the submission, a command too long
+        done.problems.append(f"the steps cannot be replayed: {exc}")
+        return done
+    finally:
+        sandbox.release_mounts(work)
+        remove_tree(work)
+
+
+def _challenge_image(dataset: Path, base: str, image_path: str, work: Path) -> Path:
+    """The container image as the challenge commit has it (the runner's), in the participant's annex."""
+    target = git(["cat-file", "blob", f"{base}:{image_path}"], dataset, check=False).stdout.strip()
+    mode = git_out(["ls-tree", "--format=%(objectmode)", base, "--", image_path], dataset, check=False)
+    here = dataset / image_path
+    if mode != "120000" or not target:
+        return here  # an image kept in git: the inspection names any change to it
+    content = Path(os.path.normpath(here.parent / target))
+    if not content.is_file():
+        raise JcError(f"{image_path}: the challenge's container image is not here; `datalad get {image_path}`")
+    if here.is_symlink() and os.readlink(here) == target:
+        return here
+    # the image was changed since (the inspection names that): a link to the challenge's content,
+    # so that the root filesystem cache is still keyed by its annex key
+    link = work / "image"
+    link.symlink_to(content)
+    return link
+
+
+def _missing_inputs(inputs: Path, label: str) -> str | None:
+    if not inputs.is_dir() or not any(p for p in inputs.iterdir() if not p.name.startswith(".")):
+        return f"{label}: the public inputs are not installed; `datalad get {label}`"
+    for dirpath, dirnames, filenames in os.walk(inputs):
+        dirnames[:] = [d for d in dirnames if d not in (".git", ".datalad")]
+        for name in filenames:
+            if not os.path.exists(os.path.join(dirpath, name)):
+                rel = os.path.relpath(os.path.join(dirpath, name), inputs)
+                return f"{label}/{rel}: content not here; `datalad get {label}`"
+    return None
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# -- naming the commit at fault and the fix -------------------------------------------------------
+
+
+def _rerecord(spec: ChallengeSpec) -> str:
+    return (f'`datalad containers-run -n {spec.container} --input {spec.interface.inputs} --output '
+            f'{spec.interface.outputs} "..."`')
+
+
+def _drop(sha: str, history: _History) -> str:
+    return (f"remove commit {history.short(sha)} from your branch (`{history.rebase}`, then delete its line; "
+            "the runner replays every recorded step since the challenge commit, so a new record does not "
+            "replace an old one)")
+
+
+def _blame_path(problem: str, inspection: Inspection, history: _History) -> str:
+    """``problem`` of the inspection, with the commits that made it and how to undo them."""
+    path = max((p for p in inspection.changed if problem.startswith(printable(p) + ":")), key=len, default=None)
+    if path is None:
+        return problem
+    commits = history.touching(path)
+    if not commits:
+        return problem
+    named = ", ".join(history.name(c) for c in commits[:3]) + (" and more" if len(commits) > 3 else "")
+    shorts = " ".join(history.short(c) for c in reversed(commits[:3]))
+    if "changes a protected path" in problem or "subdataset" in problem:
+        fix = (f"undo it with `git revert {shorts}` (a new commit that takes the change back), or drop "
+               f"the commit with `{history.rebase}` (delete its line)")
+    else:
+        fix = f"fix the file in a new commit, or drop the commit with `{history.rebase}` (delete its line)"
+    return f"{problem}. Made in commit {named}: {fix}"
+
+
+_COMMIT = re.compile(r"commit ([0-9a-f]{7,40})")
+
+
+def _blame_record(problem: str, history: _History, spec: ChallengeSpec) -> str:
+    """A run record the runner refuses: which commit holds it, and how to record it again."""
+    m = _COMMIT.search(problem)
+    if m is None:
+        return problem
+    sha = m.group(1)
+    return (f"{problem}. The record is commit {history.name(sha)}: {_drop(sha, history)}, and record the run "
+            f"again with {_rerecord(spec)}")
+
+
+def _writer(steps: list[RecordedStep], spec: ChallengeSpec) -> RecordedStep:
+    """The last step that writes the interface output."""
+    return [s for s in steps if spec.interface.outputs in s.outputs][-1] if any(
+        spec.interface.outputs in s.outputs for s in steps) else steps[-1]
+
+
+def _blame_output(problem: str, steps: list[RecordedStep], history: _History, spec: ChallengeSpec) -> str:
+    step = _writer(steps, spec)
+    return (f"{problem}. Written by the step recorded in commit {history.name(step.commit)}: fix the code, "
+            f"{_drop(step.commit, history)}, and record the run again with {_rerecord(spec)}")
+
+
+def _step_failed(reason: str, step: RecordedStep, log_dir: Path, number: int, history: _History,
+                 spec: ChallengeSpec) -> str:
+    tail = _tail(log_dir / f"step-{number}.stderr") or _tail(log_dir / f"step-{number}.stdout")
+    hint = ""
+    if "Read-only file system" in tail:
+        hint = (f" It writes outside its outputs: the runner replays it on a read-only copy of your dataset, "
+                f"where only {', '.join(step.outputs)} (and /tmp) can be written.")
+    shown = "\n    ".join(tail.splitlines()) if tail else "(nothing)"
+    return (f"{reason} (the runner would record: failed). The step is recorded in commit "
+            f"{history.name(step.commit)}: {step.inner}.{hint} What it printed last:\n    {shown}\n"
+            f"  To fix: change the code and commit it (the runner replays every recorded step with the "
+            f"files of your head commit); if the recorded command itself is wrong, "
+            f"{_drop(step.commit, history)}, and record the run again with {_rerecord(spec)}")
+
+
+# -- validating the outputs with the scorer's own readers -----------------------------------------
+
+
+def validate_outputs(spec: ChallengeSpec, inputs: Path, outputs: Path, label: str) -> list[str]:
+    """The outputs read as the challenge's scorer reads them; one message per bad file."""
+    if spec.interface.format == "label-tiff":
+        reader = read_mask if spec.metrics.scorer == "pixel_masks" else read_labels
+        return validate_label_tiffs(inputs, outputs, label, reader=reader)
+    return validate_tables(outputs, label, spec.metrics.scorer, intervals=spec.interface.format == "intervals-csv")
+
+
+def validate_label_tiffs(inputs: Path, outputs: Path, label: str,
+                         reader: Callable[..., object] = read_labels) -> list[str]:
+    """Every input has a prediction of the same name and frame shape, read by the scorer's ``reader``."""
     import tifffile
 
     if not inputs.is_dir():
@@ -131,9 +418,33 @@ def validate_label_tiffs(inputs: Path, outputs: Path, label: str) -> list[str]:
             continue
         try:
             # the runner's own reader and checks: no file a prediction names is ever opened
-            read_labels(_annexed_content(outputs / name), expect_shape=shape)
+            reader(_annexed_content(outputs / name), expect_shape=shape)
         except ItemError as exc:
             problems.append(f"{label}/{name}: {exc}")
+    return problems
+
+
+def validate_tables(outputs: Path, label: str, scorer: str, *, intervals: bool = False) -> list[str]:
+    """Every CSV the command wrote, read by the scorer's table reader, with the value columns it takes.
+
+    Without the hidden truth the ids cannot be matched; the runner names missing or unknown ids.
+    """
+    if not outputs.is_dir():
+        return [f"{label}/: missing; your recorded command must write it"]
+    tables = sorted(p for p in outputs.iterdir() if p.suffix.lower() == ".csv")
+    if not tables:
+        return [f"{label}/: holds no .csv file; the scorer reads CSV tables"]
+    problems = []
+    for path in tables:
+        try:
+            frame = read_table(_annexed_content(path))
+            if intervals or scorer == "coverage_score":
+                for column in ("p16", "p84"):
+                    table_column(frame, column, numeric=True, role="prediction")
+            elif frame.shape[1] == 1:  # the one value column the scorer takes
+                table_column(frame, None, numeric=scorer == "regression", role="prediction")
+        except ItemError as exc:
+            problems.append(f"{label}/{path.name}: {exc}")
     return problems
 
 
