@@ -352,6 +352,52 @@ def runner_run(config: Path, once: bool, workers: int | None, as_json: bool, wai
                                    "(see the lines above)")
 
 
+@runner.command("serve")
+@_CONFIG
+@click.option("--site", "site_dir", type=click.Path(path_type=Path), required=True,
+              help="Where the site is published: a symlink to the latest complete build (made here).")
+@click.option("--interval", default="5m", show_default=True,
+              help="Time from the start of one pass to the next: seconds, or with a unit (30s, 5m, 1h).")
+@click.option("--once", is_flag=True, help="One pass and one site build, then exit (non-zero if either failed).")
+@click.option("--workers", type=int, help="Evaluations run at the same time.")
+@click.option("--json", "as_json", is_flag=True, help="Print each cycle's report as a JSON line.")
+def runner_serve(config: Path, site_dir: Path, interval: str, once: bool, workers: int | None,
+                 as_json: bool) -> None:
+    """Run a pass every INTERVAL and publish the site after each, until SIGTERM or SIGINT.
+
+    A failed pass or build is logged and the next pass comes as usual; a pass while
+    another writer holds the results dataset's lock is skipped with a message.
+    """
+    from jc_datalad.config import load_config
+    from jc_datalad.serve import Stop, parse_interval, serve, stop_on_signals
+
+    seconds = parse_interval(interval)
+    loaded = load_config(config)
+    say = (lambda msg: None) if as_json else click.echo
+    cycles = []
+
+    def report(c) -> None:
+        cycles.append(c)
+        if as_json:
+            click.echo(json.dumps(c.as_dict(), sort_keys=True))
+            return
+        if c.pass_error:
+            click.echo(f"pass failed: {c.pass_error}", err=True)
+        if c.site_error:
+            click.echo(f"site build failed: {c.site_error}", err=True)
+
+    try:
+        with stop_on_signals(Stop()) as stop:
+            serve(loaded, site_dir, interval=seconds, once=once, workers=workers, stop=stop, say=say,
+                  on_cycle=report)
+    except KeyboardInterrupt:
+        click.echo("stopped at once (the next pass finishes what this one left)", err=True)
+        sys.exit(130)
+    if once and cycles and not cycles[-1].ok:
+        raise click.ClickException("the pass or the site build failed, or a team could not be read "
+                                   "(see the lines above)")
+
+
 @runner.command("override")
 @click.argument("action", type=click.Choice(["disqualify", "disqualify-team", "readmit", "extend"]))
 @click.argument("target")
@@ -444,6 +490,27 @@ def submit_check(dataset: Path, no_run: bool, as_json: bool) -> None:
         for p in result.problems:
             click.echo(f"refused: {p}", err=True)
     sys.exit(0 if result.ok else 1)
+
+
+@main.command("status")
+@click.option("--site", help="The published site: its http(s) address or a folder (default: `git config jc.site`).")
+@click.option("--team", help="Your team's name (default: `git config jc.team`).")
+@click.option("--challenge", help="The challenge id (default: the id in your clone's challenge.yaml).")
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="Your clone of the challenge, where the defaults are read.")
+@click.option("--all", "show_all", is_flag=True, help="List every submission in the file, not the newest 20.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(site: str | None, team: str | None, challenge: str | None, dataset: Path, show_all: bool,
+           as_json: bool) -> None:
+    """Show your team's submissions and the quota left today and in the phase, as the site publishes them."""
+    from jc_datalad.status import read_status, render, resolve
+
+    found = read_status(resolve(site=site, challenge=challenge, team=team, dataset=dataset))
+    if as_json:
+        _echo_json(found.as_dict())
+        return
+    for line in render(found, limit=len(found.submissions) if show_all else 20):
+        click.echo(line)
 
 
 # -- site --------------------------------------------------------------------

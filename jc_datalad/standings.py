@@ -61,8 +61,13 @@ def phase_at(spec: ChallengeSpec, when: dt.datetime) -> Phase | None:
 
     A naive ``when`` is taken as UTC.
     """
+    return open_phase(spec.phases, when)
+
+
+def open_phase(phases: Sequence[Phase], when: dt.datetime) -> Phase | None:
+    """The phase of ``phases`` whose ``[start, end)`` contains ``when`` (naive: UTC); None outside all."""
     when = _utc(when)
-    for phase in spec.phases:
+    for phase in phases:
         if _utc(phase.start) <= when < _utc(phase.end):
             return phase
     return None
@@ -116,19 +121,64 @@ def admit(
     the whole phase. The total is checked first: waiting a day does not lift it.
     A record without a readable first_seen counts toward the total only.
     """
-    day = _utc(first_seen).date()
+    used = quota(history, team=team, phase=phase, when=first_seen, count_failed=count_failed)
+    if phase.total is not None and used.used_total >= phase.total:
+        return Admission(False, f"quota: team {team} already has {_submissions(used.used_total)} "
+                                f"in phase {phase.name} (limit {phase.total} in total)")
+    if phase.per_day is not None and used.used_today >= phase.per_day:
+        return Admission(False, f"quota: team {team} already has {_submissions(used.used_today)} "
+                                f"on {used.day.isoformat()} (UTC) in phase {phase.name} "
+                                f"(limit {phase.per_day} per day)")
+    return Admission(True, None)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """How much of a phase's quotas a team has used on one UTC day, and what is left.
+
+    What :func:`admit` decides with: a head first seen on ``day`` is admitted while
+    ``left_today`` is not 0 (None: no limit).
+    """
+
+    phase: str
+    day: dt.date  # the UTC day counted
+    used_today: int  # counted records first seen on ``day``
+    used_total: int  # counted records of the whole phase
+    per_day: int | None  # the limits; None: no such limit
+    total: int | None
+
+    @property
+    def left_total(self) -> int | None:
+        return None if self.total is None else max(0, self.total - self.used_total)
+
+    @property
+    def left_today(self) -> int | None:
+        """Submissions still admitted on ``day``: the daily limit and what is left of the total."""
+        daily = None if self.per_day is None else max(0, self.per_day - self.used_today)
+        limits = [n for n in (daily, self.left_total) if n is not None]
+        return min(limits) if limits else None
+
+    @property
+    def resets(self) -> dt.datetime:
+        """When ``day`` ends and the daily count starts again: the next midnight UTC."""
+        return dt.datetime.combine(self.day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+def quota(
+    history: Sequence[Evaluation],
+    *,
+    team: str,
+    phase: Phase,
+    when: dt.datetime,
+    count_failed: bool = True,
+) -> Quota:
+    """The quotas of ``phase`` as :func:`admit` counts them for ``team`` on the UTC day of ``when``."""
+    day = _utc(when).date()
     counted = [r for r in history
                if r.team == team and r.phase == phase.name and _counts(r, count_failed)]
-    if phase.total is not None and len(counted) >= phase.total:
-        return Admission(False, f"quota: team {team} already has {_submissions(len(counted))} "
-                                f"in phase {phase.name} (limit {phase.total} in total)")
-    if phase.per_day is not None:
-        same_day = sum(1 for r in counted if (seen := _seen(r)) is not None and seen.date() == day)
-        if same_day >= phase.per_day:
-            return Admission(False, f"quota: team {team} already has {_submissions(same_day)} "
-                                    f"on {day.isoformat()} (UTC) in phase {phase.name} "
-                                    f"(limit {phase.per_day} per day)")
-    return Admission(True, None)
+    same_day = sum(1 for r in counted if (seen := _seen(r)) is not None and seen.date() == day)
+    return Quota(phase=phase.name, day=day, used_today=same_day, used_total=len(counted),
+                 per_day=phase.per_day, total=phase.total)
 
 
 # -- leaderboards ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ evaluation pages are written where they are rendered (by the workers).
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import hashlib
 import json
@@ -26,7 +27,7 @@ from jc_datalad import records
 from jc_datalad.errors import JcError
 from jc_datalad.ledger import CHALLENGES, EVALUATIONS
 from jc_datalad.records import Evaluation
-from site_generator import description, pages, plots, stats
+from site_generator import description, pages, plots, stats, status
 from site_generator.gather import STANDINGS, BadRecord, Gathered, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
 from site_generator.tables import Table
@@ -70,13 +71,16 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def build_site(results: Path | Sequence[Path], out: Path, *, strict: bool = False) -> SiteReport:
+def build_site(results: Path | Sequence[Path], out: Path, *, strict: bool = False,
+               now: dt.datetime | None = None) -> SiteReport:
     """Build the site for the ``results`` ledger (or several: one site, many challenges) into ``out``.
 
     A bad record is reported in :attr:`SiteReport.problems` and gets an error page
     (or a line on the index when it has no usable id); a bad final standings file
     is reported and its final leaderboard left out; with ``strict`` any problem
     raises :class:`JcError` listing all of them, and nothing is written.
+    ``now``: the time the team status files count today's quotas at (``jc runner serve`` gives
+    its pass's time); default: the latest time the ledger records (see :mod:`site_generator.status`).
     """
     ledgers = [Path(results)] if isinstance(results, str | os.PathLike) else [Path(r) for r in results]
     out = Path(out)
@@ -96,7 +100,7 @@ def build_site(results: Path | Sequence[Path], out: Path, *, strict: bool = Fals
     ours = gc.get_freeze_count() == 0
     workers = Workers()
     try:
-        return _build(ledgers, out, strict=strict, workers=workers)
+        return _build(ledgers, out, strict=strict, workers=workers, now=now)
     finally:
         workers.close()
         if ours:
@@ -114,7 +118,8 @@ def _is_results(folder: Path) -> bool:
         return False
 
 
-def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) -> SiteReport:
+def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
+           now: dt.datetime | None = None) -> SiteReport:
     code = _code_digest()
     enabled = gc.isenabled()
     gc.disable()  # reading makes only objects that stay
@@ -264,14 +269,24 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
         render(f"{folder}statistics.html", "statistics.html",
                partial(stats.statistics_context, challenge, numbers, cache), page_error)
 
+        # each team's status file (and the quotas its page shows): heads the runner saw are read
+        # from a ledger that holds this challenge alone (submissions/seen.jsonl names no challenge)
+        ledger_of = source[challenge.id][0]
+        alone = sum(1 for c in found_challenges if source[c.id][0] == ledger_of) == 1
+        statuses = status.team_statuses(challenge, status.read_pending(ledger_of) if alone else (), now)
+        for team, st in statuses.items():
+            exports[f"{folder}{status.status_file(team)}"] = status.to_json(st)
+
         def team_pages(challenge: Challenge = challenge, shown: str = shown,
-                       folder: str = folder, digests: Mapping[str, str] = digests) -> None:
+                       folder: str = folder, digests: Mapping[str, str] = digests,
+                       statuses: Mapping[str, Any] = statuses) -> None:
             for team, evs in sorted(stats.by_team(challenge).items()):
                 page = pages.team_page(team)
                 if page is None:
                     continue
-                # its plot shows the challenge's span too
-                key = (shown, team, tuple(digests[ev.id] for ev in evs), challenge.scored_span)
+                # its plot shows the challenge's span too; its quotas come from the status file
+                key = (shown, team, tuple(digests[ev.id] for ev in evs), challenge.scored_span,
+                       status.to_json(statuses[team]) if team in statuses else None)
                 files = [f"{folder}teams/{team}.{kind}" for kind in ("json", "csv")]
                 if keys.unchanged(f"{folder}{page}", keys.digest(f"{folder}{page}", "team.html", key), files):
                     # its exports come from the same inputs: kept as they are too
@@ -281,7 +296,8 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers) ->
                 _tables(f"{folder}teams/", problems,
                         partial(stats.team_tables, challenge, team, evs), exports)
                 render(f"{folder}{page}", "team.html",
-                       partial(stats.team_context, challenge, team, evs, cache), page_error, key=key)
+                       partial(status.team_context, challenge, team, evs, cache, statuses.get(team)),
+                       page_error, key=key)
 
         later.append((len(problems), team_pages))
     for job, text in zip(jobs, texts.get(), strict=True):
