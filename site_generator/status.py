@@ -33,7 +33,11 @@ FORMAT = 1
 #: The newest submissions a status file lists (the team page and its exports list all of them).
 MAX_SUBMISSIONS = 500
 MAX_BRANCHES = 20
-MAX_TEXT = 2000  # characters of a reason, a branch name
+MAX_PENDING = 100
+MAX_TEXT = 2000  # characters of a reason
+MAX_NAME = 200  # characters of a branch name
+#: Bytes of a status file at most: older submissions are left out to fit (``jc status`` reads 4 MiB).
+MAX_FILE_BYTES = 2 * 2**20
 
 # the statuses that count toward a quota, in words (standings._counts)
 _COUNTED = {True: "evaluated, failed, refused and error submissions (not rejected ones, not platform errors)",
@@ -53,9 +57,9 @@ def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _cut(text: Any) -> str:
+def _cut(text: Any, limit: int = MAX_TEXT) -> str:
     text = str(text)
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_pending(results: Path) -> list[dict[str, Any]]:
@@ -94,8 +98,8 @@ def _quota(q: Quota) -> dict[str, Any]:
 def _submission(challenge: Challenge, ev: Evaluation) -> dict[str, Any]:
     branches = ev.submission.get("branches") or []
     return {
-        "commit": _cut(ev.submission.get("commit") or ""),
-        "branches": [_cut(b) for b in branches[:MAX_BRANCHES]],
+        "commit": _cut(ev.submission.get("commit") or "", MAX_NAME),
+        "branches": [_cut(b, MAX_NAME) for b in branches[:MAX_BRANCHES]],
         "first_seen": ev.submission["first_seen"],
         "phase": ev.phase,
         "status": ev.status.value,
@@ -108,7 +112,8 @@ def _submission(challenge: Challenge, ev: Evaluation) -> dict[str, Any]:
 def _pending(entry: Mapping[str, Any]) -> dict[str, Any]:
     raw = entry.get("branches")
     branches: list[Any] = raw if isinstance(raw, list) else []
-    return {"commit": _cut(entry.get("commit", "")), "branches": [_cut(b) for b in branches[:MAX_BRANCHES]],
+    return {"commit": _cut(entry.get("commit", ""), MAX_NAME),
+            "branches": [_cut(b, MAX_NAME) for b in branches[:MAX_BRANCHES]],
             "first_seen": str(entry.get("first_seen", ""))}
 
 
@@ -162,10 +167,21 @@ def team_statuses(challenge: Challenge, pending: Sequence[Mapping[str, Any]] = (
             "counts": {k: v for k, v in counts.items() if v},
             "submissions": [_submission(challenge, ev) for ev in reversed(shown)],  # newest first
             "omitted": len(evs) - len(shown),
-            "pending": sorted(waiting.get(team, []), key=lambda e: (e["first_seen"], e["commit"]), reverse=True),
+            "pending": sorted(waiting.get(team, []), key=lambda e: (e["first_seen"], e["commit"]),
+                              reverse=True)[:MAX_PENDING],
             "page": f"teams/{team}.html" if evs else None,
         }
+        _fit(out[team])
     return out
+
+
+def _fit(status: dict[str, Any]) -> None:
+    """Leave out the oldest submissions until the file holds at most :data:`MAX_FILE_BYTES`
+    (escaped non-ASCII text takes up to 12 bytes a character)."""
+    while len(to_json(status)) > MAX_FILE_BYTES and status["submissions"]:
+        keep = len(status["submissions"]) // 2
+        status["omitted"] += len(status["submissions"]) - keep
+        status["submissions"] = status["submissions"][:keep]
 
 
 def to_json(status: Mapping[str, Any]) -> str:

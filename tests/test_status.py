@@ -333,3 +333,29 @@ def test_team_page_shows_the_quota_left_in_a_browser(site: Path) -> None:
         page.locator('a[href="../status/alpha.json"]').click()
         page.wait_for_url("**/bacteria/status/alpha.json")
         assert json.loads(page.locator("body").inner_text())["quota"]["left_today"] == 1
+
+
+def test_a_status_file_stays_bounded_whatever_the_records_hold(tmp_path: Path) -> None:
+    import dataclasses
+
+    from site_generator import status as site_status
+    from site_generator.leaderboard import challenges
+
+    evs = []
+    for n in range(600):
+        ev = make("alpha", f"{n:040x}", score=None, first_seen=f"2024-05-{1 + n % 28:02d}T10:{n % 60:02d}:00Z",
+                  status=Status.FAILED, reason="é\x1b" * 3000)
+        evs.append(dataclasses.replace(ev, submission={**ev.submission, "branches": ["ü" * 300] * 50}))
+    (challenge,), _ = challenges(tuple(evs), ())
+    pending = [{"team": "alpha", "commit": f"{n:040x}f", "branches": ["x"], "first_seen": "2024-05-02T00:00:00Z"}
+               for n in range(300)]
+    st = site_status.team_statuses(challenge, pending, DAY2)["alpha"]
+    text = site_status.to_json(st)
+    assert len(text) <= site_status.MAX_FILE_BYTES and text.isascii()
+    assert st["omitted"] + len(st["submissions"]) == 600 and st["submissions"]
+    assert len(st["pending"]) == site_status.MAX_PENDING
+    first = st["submissions"][0]
+    assert len(first["reason"]) <= 2000 and len(first["branches"]) == 20
+    assert all(len(b) <= 200 for b in first["branches"])
+    shown = render(parse(text.encode(), source="x", team="alpha"))
+    assert all("\x1b" not in line for line in shown)
