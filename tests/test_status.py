@@ -359,3 +359,12 @@ def test_a_status_file_stays_bounded_whatever_the_records_hold(tmp_path: Path) -
     assert all(len(b) <= 200 for b in first["branches"])
     shown = render(parse(text.encode(), source="x", team="alpha"))
     assert all("\x1b" not in line for line in shown)
+
+
+def test_interval_parsing() -> None:
+    from jc_datalad.serve import parse_interval
+
+    assert [parse_interval(t) for t in ("30", "30s", "5m", "1h", "1.5m")] == [30, 30, 300, 3600, 90]
+    for bad in ("", "5x", "0", "nan", "inf", "-1m", "8d"):
+        with pytest.raises(JcError, match="--interval"):
+            parse_interval(bad)
