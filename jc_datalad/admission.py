@@ -58,6 +58,7 @@ class Decision:
     admitted: bool
     reason: str | None = None
     keys: str | None = None  # signature rejections: fingerprint of the team keys that decided it
+    late_for: str | None = None  # a head first seen after this phase ended, while no phase was open
     quota: bool = False  # rejected for the team's quota (counting the heads this pass admitted before)
 
 
@@ -211,8 +212,10 @@ def _decide(
         if phase is None:
             eid = evaluation_id(team, cand.commit, CLOSED)
             if eid not in done:
-                decisions.append(Decision(cand, team, CLOSED, "", when, eid, False,
-                                          f"first seen at {when}, when no phase of the challenge was open"))
+                # phase and split "closed": it ran on no split; the id stays the one earlier passes wrote
+                ended = last_ended(spec, standings.parse_time(when))
+                decisions.append(Decision(cand, team, CLOSED, CLOSED, when, eid, False, _outside_reason(when, ended),
+                                          late_for=ended.name if ended is not None else None))
             continue
         eid = evaluation_id(team, cand.commit, phase.name)
         if eid in done and eid not in again and eid not in stale:
@@ -236,6 +239,26 @@ def _decide(
         # counts toward the quota of later heads in this pass, whatever its outcome
         history.setdefault(team, []).append(_placeholder(spec, team, cand, phase.name, when))
     return decisions
+
+
+def last_ended(spec: ChallengeSpec, when: dt.datetime) -> Phase | None:
+    """The phase that ended last at or before ``when`` (extensions applied): a head first seen
+    then, while no phase is open, is late for it. None before every phase's end."""
+    ended = [p for p in spec.phases if _aware(p.end) <= when]
+    return max(ended, key=lambda p: _aware(p.end), default=None)
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)  # challenge.yaml times are UTC
+
+
+def _outside_reason(when: str, ended: Phase | None) -> str:
+    text = f"first seen at {when}, when no phase of the challenge was open"
+    if ended is None:
+        return text
+    end = _aware(ended.end).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (f"{text}: late, after phase {ended.name} ended at {end}; "
+            "a late submission is not evaluated")
 
 
 def _stale_signature_rejections(records: Sequence[Evaluation], teams: dict[str, Team]) -> set[str]:

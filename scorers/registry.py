@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from . import classification, instance, interval, pixel, regression
 from .errors import ScorerError
 
-__all__ = ["describe", "get", "names"]
+__all__ = ["MetricInfo", "describe", "get", "metric_info", "names"]
 
 _REGISTRY: dict[str, Callable[..., Any]] = {
     # instance segmentation
@@ -213,3 +214,70 @@ def describe(metric: str, scorer: str | None = None) -> str | None:
         if len(found) == 1:
             return found.pop()
     return None
+
+
+# -- what a reported metric is, for tables that lay metrics out --------------------------------
+
+#: The family of each pattern of ``_INSTANCE_TAGGED``, in its order (``f1_50`` -> ``f1``).
+_TAGGED_FAMILIES = ("tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_iou", "pq")
+
+#: The order a table shows the families of per-threshold metrics in: scores, then counts.
+FAMILY_ORDER = ("precision", "recall", "f1", "ap", "mean_iou", "pq", "tp", "fp", "fn")
+
+#: Which way each reported metric is better: "max", "min", "zero" (closer to 0), or absent (a count
+#: or a value with no better side). By scorer, like the definitions.
+_BETTER: dict[str, dict[str, str]] = {
+    "instance_segmentation": {
+        "sbd": "max", "best_dice": "max", "best_dice_truth": "max", "dic": "zero", "abs_dic": "min",
+        "fg_dice": "max", "ap": "max", "tp": "max", "fp": "min", "fn": "min", "precision": "max",
+        "recall": "max", "f1": "max", "mean_iou": "max", "pq": "max"},
+    "pixel_masks": {k: "max" for k in ("dice", "jaccard", "precision", "recall", "f1", "accuracy")},
+    "regression": {"r2": "max", "mae": "min", "rmse": "min", "mean_bias_error": "zero", "pearson_r": "max",
+                   "mean_relative_error": "min"},
+    "classification": {"accuracy": "max", "balanced_accuracy": "max", "f1_macro": "max"},
+    "coverage_score": {"width": "min", "penalty": "min", "score": "max"},
+}
+_BETTER_METRICS = {
+    "symmetric_best_dice": "max", "best_dice": "max", "dic": "zero", "abs_dic": "min", "foreground_dice": "max",
+    **{k: "max" for k in ("dice", "jaccard", "pixel_accuracy", "pixel_precision", "pixel_recall", "pixel_f1",
+                          "accuracy", "balanced_accuracy", "f1", "f1_macro", "roc_auc", "coverage_score")},
+    **_BETTER["regression"],
+}
+#: Reported names that count things (objects, images, rows) rather than score them.
+_COUNTS = frozenset({"tp", "fp", "fn", "n_images", "n_items", "n"})
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a reported metric is: its definition, which way is better, and for a metric reported
+    per IoU threshold (``f1_50``) its family (``f1``) and threshold (``"0.5"``)."""
+
+    name: str
+    definition: str | None
+    better: str | None  # "max", "min", "zero" (closer to 0 is better), None (no better side)
+    count: bool  # counts objects, images or rows
+    family: str | None = None
+    threshold: str | None = None
+    family_definition: str | None = None  # the definition with the threshold written as t
+
+
+def metric_info(metric: str, scorer: str | None = None) -> MetricInfo:
+    """What ``metric`` is as ``scorer`` reports it (see :func:`describe`); unknown names get no
+    definition and no direction."""
+    definition = describe(metric, scorer)
+    if scorer in (None, "instance_segmentation"):
+        for family, (pattern, text) in zip(_TAGGED_FAMILIES, _INSTANCE_TAGGED, strict=True):
+            match = pattern.match(metric)
+            if match:
+                return MetricInfo(name=metric, definition=definition,
+                                  better=_BETTER["instance_segmentation"].get(family), count=family in _COUNTS,
+                                  family=family, threshold=_threshold(match.group(1)),
+                                  family_definition=text.format(t="t"))
+    own = _BETTER.get(scorer or "", {})
+    if metric in own:
+        better: str | None = own[metric]
+    elif scorer in (None, "instance_segmentation") and metric in _BETTER["instance_segmentation"]:
+        better = _BETTER["instance_segmentation"][metric]
+    else:
+        better = _BETTER_METRICS.get(metric)
+    return MetricInfo(name=metric, definition=definition, better=better, count=metric in _COUNTS)

@@ -27,7 +27,8 @@ from jc_datalad import records
 from jc_datalad.errors import JcError
 from jc_datalad.ledger import CHALLENGES, EVALUATIONS
 from jc_datalad.records import Evaluation
-from site_generator import description, pages, plots, stats, status
+from scorers import registry
+from site_generator import description, pages, plots, public, stats, status
 from site_generator.gather import STANDINGS, BadRecord, Gathered, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges
 from site_generator.tables import Table
@@ -66,6 +67,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=public.without_home,  # no one's home folder on a page, whatever the page kind
     )
     env.filters.update(pages.FILTERS)
     return env
@@ -275,7 +277,8 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
         alone = sum(1 for c in found_challenges if source[c.id][0] == ledger_of) == 1
         statuses = status.team_statuses(challenge, status.read_pending(ledger_of) if alone else (), now)
         for team, st in statuses.items():
-            exports[f"{folder}{status.status_file(team)}"] = status.to_json(st)
+            # public: no one's home folder in a reason (see site_generator.public)
+            exports[f"{folder}{status.status_file(team)}"] = public.without_home(status.to_json(st))
 
         def team_pages(challenge: Challenge = challenge, shown: str = shown,
                        folder: str = folder, digests: Mapping[str, str] = digests,
@@ -365,8 +368,10 @@ def _code_digest() -> str:
     """A hash of this package's code, templates and static files: a change to any renders every page."""
     h = hashlib.sha256(f"{jinja2.__version__}\n".encode())
     ours = sorted(p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    # records.py: how a record file becomes the Evaluation that the checks and pages read
-    for name, path in [("records.py", Path(records.__file__)), *((p.relative_to(HERE).as_posix(), p) for p in ours)]:
+    # records.py: how a record file becomes the Evaluation that the checks and pages read;
+    # the scorer registry: the metric definitions and directions the pages show
+    theirs = [("records.py", Path(records.__file__)), ("scorers/registry.py", Path(registry.__file__))]
+    for name, path in [*theirs, *((p.relative_to(HERE).as_posix(), p) for p in ours)]:
         h.update(f"{name}\n".encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jc_datalad.ledger import CHALLENGES, DESCRIPTION, README
-from site_generator import readme
+from site_generator import metrics, readme
 from site_generator.gather import is_count, is_number, parse_time, safe_challenge_id
 from site_generator.leaderboard import TIE_RULE, Challenge, first_seen
 
@@ -284,9 +284,10 @@ def current_phase(challenge: Challenge) -> dict[str, Any] | None:
                 "from": _day(chosen["start"]), "to": _day(chosen["end"]),
                 "as_of": ref.strftime("%Y-%m-%dT%H:%M:%SZ"), "described": True,
                 "final": chosen["name"] in ended}
-    if not challenge.phases:
+    phases = [p for p in challenge.phases if not p.outside]  # late heads name no phase of their own
+    if not phases:
         return None
-    last = challenge.phases[-1]
+    last = phases[-1]
     start, end = last.evaluations[0].submission["first_seen"], last.evaluations[-1].submission["first_seen"]
     return {"name": last.name, "start": start, "end": end, "state": "ended" if last.final else "records",
             "from": _day(start), "to": _day(end), "as_of": end, "described": False,
@@ -340,7 +341,13 @@ def evaluation_context(challenge: Challenge) -> dict[str, Any]:
         ("Processes", str(r["processes"])),
         ("Network", "on" if r["network"] else "off"),
     ]
-    return {**_common(challenge, "evaluation"), "metrics": m, "better": better,
+    # the definitions as the runner wrote them for this version of the challenge; the direction of
+    # each from the scorer registry (the challenge's own for its primary metric)
+    columns = [metrics.Column(c["name"], c["definition"],
+                              m["direction"] if c["name"] == m["primary"]
+                              else metrics.column(c["name"], m["scorer"] or None).better)
+               for c in m["columns"]]
+    return {**_common(challenge, "evaluation"), "metrics": m, "columns": columns, "better": better,
             "tie_rule": TIE_RULE.format(primary=m["primary"], better=better),
             "public_percent": f"{d.data['leaderboard']['public_fraction'] * 100:g}", "limits": limits}
 
@@ -358,7 +365,7 @@ def timeline_context(challenge: Challenge) -> dict[str, Any]:
     """Phases with their dates and submissions, and every dated event in time order."""
     d = challenge.description
     assert d is not None
-    recorded = {p.name: p for p in challenge.phases}
+    recorded = {p.name: p for p in challenge.phases if not p.outside}  # late heads are no phase
     described = {p["name"]: p for p in d.data["phases"]}
     rows = []
     # (time, order at one time: a phase closes before the next opens, ISO time, what)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 from jc_datalad.records import Evaluation, Status
 from jc_datalad.standings import Standings
 from site_generator.gather import BadRecord, is_number, parse_time
+from site_generator.plots import rounded_range
 
 if TYPE_CHECKING:
     from site_generator.description import Description
@@ -61,6 +61,11 @@ class Final:
     rows: tuple[FinalRow, ...]
 
 
+#: The phase the runner records a head under when it was first seen while no phase was open
+#: (``jc_datalad.admission.CLOSED``; a test checks they agree): late (or early), never evaluated.
+OUTSIDE = "closed"
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
@@ -69,6 +74,11 @@ class Phase:
     not_ranked: tuple[Evaluation, ...]  # every record without a public primary score, by first_seen
     evaluations: tuple[Evaluation, ...]  # every record of the phase, by first_seen
     final: Final | None = None  # set once the phase has ended and its standings file is good
+
+    @property
+    def outside(self) -> bool:
+        """The records of heads first seen while no phase was open (late ones, mostly)."""
+        return self.name == OUTSIDE
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,8 @@ class Challenge:
             end = max(parse_time(p["end"]) for p in phases)
             if start <= min(times) and max(times) <= end:
                 first, last = start, end
-        low, high = min(scores), max(scores)
-        unit = 10.0 ** math.floor(math.log10(max(abs(low), abs(high)) or 1.0))
-        return first, last, math.floor(low / unit) * unit, math.ceil(high / unit) * unit
+        low, high = rounded_range(min(scores), max(scores))
+        return first, last, low, high
 
     @property
     def has_final(self) -> bool:
@@ -124,6 +133,23 @@ class Challenge:
     def tie_rule(self) -> str:
         better = "higher is better" if self.direction == "max" else "lower is better"
         return TIE_RULE.format(primary=self.primary, better=better)
+
+
+def late_for(ev: Evaluation, challenge: Challenge) -> str | None:
+    """The phase a record of a head first seen outside every phase came too late for: as the
+    runner wrote it (``submission.late_for``), else the described phase that ended last before
+    it was first seen; None when not known or not late (before every phase)."""
+    if ev.phase != OUTSIDE:
+        return None
+    named = ev.submission.get("late_for")
+    if isinstance(named, str) and named:
+        return named
+    d = challenge.description
+    if d is None:
+        return None
+    seen = first_seen(ev)
+    ended = [p for p in d.data["phases"] if parse_time(p["end"]) <= seen]
+    return max(ended, key=lambda p: parse_time(p["end"]))["name"] if ended else None
 
 
 def _weeks(first: dt.datetime, last: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

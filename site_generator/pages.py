@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from jc_datalad.records import Evaluation, Status
+from site_generator import metrics
 from site_generator.description import current_phase
 from site_generator.gather import (
     BadRecord,
@@ -22,7 +24,8 @@ from site_generator.gather import (
     published_reproduce,
     safe_eval_id,
 )
-from site_generator.leaderboard import Challenge, FinalRow
+from site_generator.leaderboard import OUTSIDE, Challenge, FinalRow, Phase, late_for
+from site_generator.public import command_shown
 
 MISSING = "—"
 
@@ -42,6 +45,13 @@ def fmt_number(value: Any) -> str:
     if value == 0 or 1e-3 <= abs(value) < 1e6:
         return f"{value:.4f}"
     return f"{value:.4g}"
+
+
+def fmt_count(value: Any) -> str:
+    """A count as shown: a whole number without decimals (scorers report counts as floats)."""
+    if is_number(value) and float(value).is_integer():
+        return str(int(value))
+    return fmt_number(value)
 
 
 def fmt_mib(value: Any) -> str:
@@ -71,7 +81,7 @@ def fmt_commit(value: Any) -> str:
     return str(value)[:12] if value else MISSING
 
 
-FILTERS = {"num": fmt_number, "mib": fmt_mib, "secs": fmt_seconds, "when": fmt_time,
+FILTERS = {"num": fmt_number, "count": fmt_count, "mib": fmt_mib, "secs": fmt_seconds, "when": fmt_time,
            "short": fmt_commit}
 
 
@@ -115,7 +125,12 @@ def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
                   error_pages: Mapping[str, BadRecord]) -> dict[str, Any]:
     rows = []
     for c in challenges:
-        best = [{"phase": p.name, "score": p.rows[0].score, "team": p.rows[0].team} for p in c.phases if p.rows]
+        # an ended phase (its final standings written) names its winner on the private part,
+        # a running one its best public score so far
+        best = [{"phase": p.name, "score": p.final.rows[0].score, "team": p.final.rows[0].team, "final": True}
+                if p.final is not None and p.final.rows else
+                {"phase": p.name, "score": p.rows[0].score, "team": p.rows[0].team, "final": False}
+                for p in c.phases if p.rows or (p.final is not None and p.final.rows)]
         # the phase in force and a link to the overview, for a challenge with a description
         rows.append({"challenge": c, "best": best, "phase": current_phase(c),
                      "overview": f"{c.id}/index.html" if c.description is not None else None})
@@ -124,6 +139,45 @@ def index_context(challenges: tuple[Challenge, ...], bad: tuple[BadRecord, ...],
         "title": "Challenges",
         "rows": rows,
         "unreadable": [b for b in bad if id(b) not in shown],
+    }
+
+
+def challenge_scorer(challenge: Challenge) -> str | None:
+    """The challenge's scorer: from its description, else as its latest scored record names it."""
+    if challenge.description is not None:
+        return str(challenge.description.data["metrics"]["scorer"]) or None
+    for ev in reversed(challenge.evaluations):
+        if (name := scorer_name(ev)) is not None:
+            return name
+    return None
+
+
+def metric_column(challenge: Challenge, name: str) -> metrics.Column:
+    """A metric column of ``challenge``: its definition (the description's, else the scorer
+    registry's) and which way is better (the challenge's direction for its primary metric)."""
+    defs: dict[str, str | None] = {}
+    if challenge.description is not None:
+        defs = {c["name"]: c["definition"] for c in challenge.description.data["metrics"]["columns"]}
+    return metrics.column(name, challenge_scorer(challenge), defs,
+                          challenge.direction if name == challenge.primary else None)
+
+
+def leaderboard_columns(challenge: Challenge) -> dict[str, list[metrics.Column]]:
+    """What each column of the public and the final leaderboard means."""
+    primary = metric_column(challenge, challenge.primary)
+    rank = metrics.plain("Rank", f"Place by the team's best public {challenge.primary}; "
+                         "ties by the earlier first-seen time of the submission, then team name.")
+    return {
+        "public": [rank, metrics.plain("Team", "The team, linked to its page."),
+                   *(metric_column(challenge, c) for c in challenge.columns),
+                   metrics.plain("Submissions", "The team's submissions in the phase, every status counted."),
+                   metrics.plain("Last submission", "First-seen time (UTC) of the team's latest submission.")],
+        "final": [metrics.plain("Rank", "Place by the private score of the team's selected submissions."),
+                  metrics.plain("Team", "The team, linked to its page."),
+                  metrics.Column(f"{challenge.primary} (private)", primary.definition, primary.better),
+                  metrics.plain("Public rank", "The team's rank on the public leaderboard of the phase."),
+                  metrics.plain("Change", "Places gained (▲) or lost (▼) since the public leaderboard."),
+                  metrics.plain("Selected evaluations", "The submissions the final ranking considered.")],
     }
 
 
@@ -146,7 +200,14 @@ def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecor
         "finals": finals,
         "exports": exports,
         "submission_lists": submission_lists,
+        "column_info": leaderboard_columns(challenge),
+        "late_phases": partial(late_phases, challenge),
     }
+
+
+def late_phases(challenge: Challenge, phase: Phase) -> list[str]:
+    """The phases the late heads of ``phase`` (the records outside every phase) came after."""
+    return sorted({name for ev in phase.evaluations if (name := late_for(ev, challenge)) is not None})
 
 
 def _public_columns(challenge: Challenge, ev: Evaluation) -> list[str]:
@@ -158,7 +219,11 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
                        logs: Mapping[str, str]) -> dict[str, Any]:
     """``logs``: what the ledger publishes of the steps' logs (see :func:`published_logs`)."""
     evaluated = ev.status is Status.EVALUATED
-    columns = _public_columns(challenge, ev)
+    scorer = scorer_name(ev)
+    public = metrics.layout(_public_columns(challenge, ev), scorer, primary=challenge.primary,
+                            direction=challenge.direction)
+    # per item: the challenge's columns and the other scores without a threshold (not 100 columns)
+    columns = list(dict.fromkeys([*challenge.columns, *(c.name for c in public.scores)]))
     items = [
         {"name": item["name"], "values": [item.get("metrics", {}).get(c) for c in columns],
          "error": item.get("error") or ""}
@@ -174,11 +239,12 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
         "status": ev.status.value,
         "reason": ev.reason or "",
         "evaluated": evaluated,
-        "metrics": [(c, ev.public.get(c), c == challenge.primary) for c in columns] if evaluated else [],
+        "public_metrics": metrics.values(public, ev.public) if evaluated else None,
         "phase_ended": final is not None,
         # only once the phase has ended; a value that is no number is reported and shown as missing
-        "private_metrics": [(c, _shown(ev.private.get(c)), c == challenge.primary)
-                            for c in private_columns] if revealed else [],
+        "private_metrics": metrics.values(
+            metrics.layout(private_columns, scorer, primary=challenge.primary, direction=challenge.direction),
+            {k: _shown(v) for k, v in ev.private.items()}) if revealed else None,
         "columns": columns,
         "items": items,
         "steps": _steps(ev),
@@ -188,8 +254,16 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
         "provenance": _provenance(ev, record),
         "stages": sorted(ev.stages.items()),
         "reproduce": published_reproduce(ev),  # a rerun of unchecked records is never shown
+        # first seen while no phase was open: shown as late (for the phase it came after), not as a phase
+        "late": {"after": late_for(ev, challenge)} if ev.phase == OUTSIDE else None,
         "record": record,
     }
+
+
+def scorer_name(ev: Evaluation) -> str | None:
+    """The scorer that reported ``ev``'s metrics, as its record names it; None without one."""
+    name = ev.scorer.get("name") if isinstance(ev.scorer, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def energy(ev: Evaluation) -> dict[str, float] | None:
@@ -250,7 +324,7 @@ def _steps(ev: Evaluation) -> list[dict[str, Any]]:
         steps.append({
             "number": n,
             "commit": rec.get("commit") or "",
-            "recorded_cmd": rec.get("recorded_cmd") or "",
+            "recorded_cmd": command_shown(rec.get("recorded_cmd") or ""),
             "command": (run or {}).get("command") or rec.get("command") or "",
             "inputs": list(rec.get("inputs") or []),
             "outputs": list(rec.get("outputs") or []),
@@ -285,7 +359,7 @@ def _provenance(ev: Evaluation, record: str) -> list[dict[str, Any]]:
         ("First seen", fmt_time(_get(ev.submission, "first_seen")), False),
         ("Challenge", _get(ev.challenge, "id"), True),
         ("Challenge commit", _get(ev.challenge, "commit"), True),
-        ("Phase and split", f"{ev.phase} / {ev.split}", False),
+        ("Phase and split", _phase_and_split(ev), False),
         ("Hidden inputs dataset", _get(ev.hidden, "inputs", "dataset_id"), True),
         ("Hidden inputs commit", _get(ev.hidden, "inputs", "commit"), True),
         ("Hidden labels dataset", _get(ev.hidden, "labels", "dataset_id"), True),
@@ -301,6 +375,12 @@ def _provenance(ev: Evaluation, record: str) -> list[dict[str, Any]]:
         ("Ledger record", record, True),
     ]
     return [{"term": t, "value": v if v and v != MISSING else "", "code": c} for t, v, c in rows]
+
+
+def _phase_and_split(ev: Evaluation) -> str:
+    if ev.phase == OUTSIDE:
+        return "none: first seen while no phase was open, so it ran on no hidden split"
+    return f"{ev.phase} / {ev.split or MISSING}"
 
 
 def record_error_context(bad: BadRecord) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ _RC: Any = {"svg.fonttype": "none", "timezone": "UTC", "font.size": 9.0,
 _SIZE = (6.4, 2.8)
 _NO_METADATA: Any = {"Date": None, "Format": None, "Type": None, "Creator": None}
 #: Part of every cache key: change it when a change here changes the drawing.
-DRAWING_VERSION = "5"
+DRAWING_VERSION = "6"
 
 
 class PlotCache:
@@ -177,13 +178,40 @@ def _steps(salt: str, title: str, series: Series, *, ylabel: str, markers: bool,
             ax.step(cast(Any, list(xs)), list(ys), where="post", label=name,
                     marker="o" if markers or len(set(xs)) < 2 else None, markersize=3)
         ax.set_ylabel(ylabel)
+        ys = [float(y) for _, _, values in series for y in values]
         if counts:
+            # whole numbers from 0: one or two points would otherwise get an axis such as 0.95-1.05
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylim(0, max([1.0, *ys]) * 1.05)
+        elif ys and max(ys) - min(ys) < _flat(ys):
+            # (nearly) one value: a rounded range around it, not matplotlib's 1.9-2.1 around 2.0
+            ax.set_ylim(*_padded(*rounded_range(min(ys), max(ys))))
         if len(series) > 1:
             ax.legend(loc="best", frameon=False)
         _dates(ax)
         _one_day_at_least(ax, series)
         return _svg(fig, salt, title)
+
+
+def rounded_range(low: float, high: float) -> tuple[float, float]:
+    """``low`` to ``high`` rounded out to a tenth of their magnitude (0.62-0.81 -> 0.6-0.9);
+    a single value gets one such step either side (2.0 -> 1-3), never an axis of 1.9-2.1."""
+    unit = 10.0 ** math.floor(math.log10(max(abs(low), abs(high)) or 1.0))
+    # rounded first: 0.7 / 0.1 is 6.999999999999999, which is 7 units, not 6
+    bottom, top = math.floor(round(low / unit, 9)) * unit, math.ceil(round(high / unit, 9)) * unit
+    if bottom == top:
+        bottom, top = bottom - unit, top + unit
+    return bottom, top
+
+
+def _flat(values: Sequence[float]) -> float:
+    """A spread under which values count as one: a hundredth of their magnitude."""
+    return max(abs(v) for v in values) / 100 or 1e-12
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    pad = (high - low) * 0.05
+    return low - pad, high + pad
 
 
 def _one_day_at_least(ax: Any, series: Series) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from jc_datalad.records import Evaluation
-from site_generator import plots
+from site_generator import metrics, plots
 from site_generator.gather import parse_time, safe_eval_id
 from site_generator.leaderboard import Challenge, Phase, first_seen, primary_score
-from site_generator.pages import evaluation_page, team_page
+from site_generator.pages import evaluation_page, metric_column, team_page
 from site_generator.tables import Table, table
 
 HISTOGRAM_BINS = 10
@@ -208,7 +208,10 @@ def statistics_tables(challenge: Challenge) -> dict[str, Table]:
     scores = [s for ev in evs if (s := primary_score(ev, challenge.primary)) is not None]
     hist_rows = []
     if scores:
-        counts, edges = np.histogram(np.array(scores, dtype=float), bins=HISTOGRAM_BINS)
+        # one distinct score: bins around it on a rounded range (numpy would take ±0.5, bins of 1.1-1.2
+        # for a score between 0 and 1)
+        spread = plots.rounded_range(scores[0], scores[0]) if min(scores) == max(scores) else None
+        counts, edges = np.histogram(np.array(scores, dtype=float), bins=HISTOGRAM_BINS, range=spread)
         hist_rows = [[float(edges[n]), float(edges[n + 1]), int(c)] for n, c in enumerate(counts)]
     primary = challenge.primary
     return {
@@ -225,6 +228,36 @@ def statistics_tables(challenge: Challenge) -> dict[str, Table]:
     }
 
 
+#: What each column of a statistics table means (the primary score's comes from the scorer registry).
+STATISTICS_COLUMNS = {
+    "day": "A UTC day, from the first to the last day with a submission.",
+    "submissions": "Submissions first seen in it, every status counted.",
+    "new_teams": "Teams whose first submission was first seen that day.",
+    "teams": "Teams with a submission so far.",
+    "phase": "The phase the submission was made in.",
+    "first_seen": "When the runner first saw the submission (UTC).",
+    "team": "The team that made the submission.",
+    "evaluation_id": "The evaluation, linked from the leaderboard and the team page.",
+    "low": "Lower edge of the bin (included).",
+    "high": "Upper edge of the bin (excluded, except for the last bin).",
+}
+
+
+def statistics_columns(challenge: Challenge, t: Table) -> list[metrics.Column]:
+    """The columns of statistics table ``t``, each with its definition (and direction, for a score)."""
+    score = metric_column(challenge, challenge.primary)
+    out = []
+    for name in t.columns:
+        if name == f"{challenge.primary}_public":
+            out.append(metrics.Column(name, f"Public {challenge.primary}: {score.definition or 'no definition in the scorer library.'}",
+                                      score.better))
+        elif name == "submissions" and t.name == "statistics-score-distribution":
+            out.append(metrics.plain(name, f"Evaluated submissions whose public {challenge.primary} falls in the bin."))
+        else:
+            out.append(metrics.plain(name, STATISTICS_COLUMNS.get(name, "")))
+    return out
+
+
 def statistics_context(challenge: Challenge, tables: Mapping[str, Table],
                        cache: plots.PlotCache | None = None) -> dict[str, Any]:
     primary = challenge.primary
@@ -232,7 +265,8 @@ def statistics_context(challenge: Challenge, tables: Mapping[str, Table],
     figures = []
 
     def figure(key: str, title: str, svg: Any) -> None:
-        figures.append({"key": key, "title": title, "svg": svg, "table": tables[key]})
+        figures.append({"key": key, "title": title, "svg": svg, "table": tables[key],
+                        "columns": statistics_columns(challenge, tables[key])})
 
     if per_day.rows:
         title = "Submissions per day (UTC)"

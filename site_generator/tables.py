@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from site_generator.public import without_home
+
 
 @dataclass(frozen=True)
 class Table:
@@ -48,4 +50,6 @@ class Table:
 
 
 def table(name: str, caption: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    return Table(name=name, caption=caption, columns=tuple(columns), rows=tuple(tuple(r) for r in rows))
+    """A table whose text cells name no one's home folder (see :mod:`site_generator.public`)."""
+    return Table(name=name, caption=caption, columns=tuple(columns),
+                 rows=tuple(tuple(without_home(v) for v in r) for r in rows))

@@ -134,3 +134,35 @@ def test_pages_make_no_external_request(browser, server: str, site: Path) -> Non
     assert requested and all(url.startswith(server) for url in requested), requested
     assert any(url.endswith("static/style.css") for url in requested)
     assert any(url.endswith("static/sort.js") for url in requested)
+
+
+def test_evaluation_page_shows_the_compact_metric_table(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Metrics x IoU thresholds in one table, counts apart, every metric explained (instance segmentation)."""
+    from browser_support import serve
+    from test_site_explains import SCORE_FAMILIES, THRESHOLDS, instance_record
+
+    ev = instance_record("alpha", "a1" * 20, 0.7, "2024-05-01T10:00:00Z")
+    write(tmp_path / "results", ev)
+    build_site(tmp_path / "results", tmp_path / "site", strict=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        with serve(tmp_path / "site") as url:
+            page.goto(f"{url}bacteria/evaluations/{ev.id}.html")
+            scores = page.locator("table.metric-grid", has_text="Scores per IoU threshold on the public part")
+            assert scores.is_visible()
+            assert scores.locator("thead th").all_inner_texts() == ["Metric", "Better", *THRESHOLDS]
+            assert scores.locator("tbody th[scope=row]").all_inner_texts() == SCORE_FAMILIES
+            f1 = scores.locator("tbody tr", has_text="f1").locator("td").all_inner_texts()
+            assert f1 == ["higher", *["0.7000"] * 10]
+            counts = page.locator("table.metric-grid", has_text="Matched and unmatched objects")
+            assert counts.locator("tbody th[scope=row]").all_inner_texts() == ["tp", "fp", "fn"]
+            assert counts.locator("tbody tr", has_text="tp").locator("td").nth(1).inner_text() == "10"
+            assert page.locator("table.metrics tbody th[scope=row]").count() == 7  # not a hundred rows
+            definitions = page.locator("#public-definitions")
+            assert not definitions.locator("dl").is_visible()
+            definitions.locator("summary").click()
+            assert definitions.get_by_text("precision at IoU t (higher is better)").is_visible()
+            shot(page, "evaluation-metric-grid")
+    finally:
+        context.close()

@@ -24,6 +24,7 @@ import pytest
 from browser_support import needs_chromium, shot
 from test_site import finalize, late, make, phase_dev, write
 from test_site_description import describe, description
+from test_site_explains import instance_record, late_record
 
 from jc_datalad.records import Status
 from site_generator import build_site, stats
@@ -33,6 +34,8 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 BROKEN_TEAM = "iota"  # its team page fails to render: the site shows the page-error page instead
 EVALUATED = f"alpha--{'a2' * 6}--dev"  # private scores shown (phase dev has ended), logs encrypted to the team
 LONG_LOG = "\n".join(f"Traceback line {n}: predict.py did not write predictions/img_{n:03d}.tif" for n in range(200))
+#: an evaluation of an instance segmentation challenge: its metrics per IoU threshold form a grid
+GRID = instance_record("mu", "m1" * 20, 0.7, "2024-05-02T00:00:00Z")
 #: viewports the pages are checked at: a desktop and a phone (tables scroll sideways there)
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 375, "height": 800}}
 
@@ -55,7 +58,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ..
     evaluated = next(n for n, ev in enumerate(records) if ev.id == EVALUATED)  # logs for the team only
     records[evaluated] = dataclasses.replace(records[evaluated],
                                              challenge={**records[evaluated].challenge, "logs": "team-encrypted"})
-    for ev in [*records, rejected]:
+    # metrics x IoU thresholds with counts apart (another challenge), and a head first seen after phase
+    # dev ended, as the runner records it now
+    nuclei = dataclasses.replace(GRID, challenge={**GRID.challenge, "id": "nuclei", "title": "Nuclei"})
+    closed = late_record("closed", "dev")
+    for ev in [*records, rejected, nuclei, closed]:
         write(results, ev)
     (results / "evaluations" / failed.id / "logs.txt").write_text(LONG_LOG, encoding="utf-8")
     (results / "evaluations" / EVALUATED / "logs.age").write_text(
@@ -133,6 +140,7 @@ def representatives(written: tuple[str, ...]) -> list[str]:
     chosen += [f"bacteria/evaluations/{eid}.html" for eid in (
         EVALUATED, f"alpha--{'a3' * 6}--final", f"omega--{'e1' * 6}--dev", f"sneaky--{'f1' * 6}--dev",
         f"late--{'80' * 6}--dev", f"broken--{'90' * 6}--dev", f"kappa--{'k1' * 6}--dev")]
+    chosen += [f"nuclei/evaluations/{GRID.id}.html", f"bacteria/evaluations/late--{'90' * 6}--closed.html"]
     return sorted(chosen)
 
 
