@@ -30,7 +30,7 @@ from jc_datalad.records import Evaluation
 from scorers import registry
 from site_generator import description, pages, plots, public, stats, status
 from site_generator.gather import STANDINGS, BadRecord, Gathered, gather
-from site_generator.leaderboard import Challenge, attach_finals, challenges
+from site_generator.leaderboard import Challenge, attach_finals, challenges, late_for
 from site_generator.tables import Table
 from site_generator.workers import Workers
 
@@ -215,7 +215,9 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
             record = gathered.paths[ev.id]
             logs, copies = _logs(ledger, record, ev)
             path = f"{challenge.id}/evaluations/{ev.id}.html"
-            page_key = (shown_by_id[challenge.id], gathered.digests[ev.id], record, sorted(logs.items()))
+            # a late head's page names the phase it came after, from the description for older records
+            page_key = (shown_by_id[challenge.id], gathered.digests[ev.id], record, sorted(logs.items()),
+                        late_for(ev, challenge))
             if keys.unchanged(path, keys.digest(path, "evaluation.html", page_key), list(copies)):
                 rendered[path] = None
                 rendered.update(dict.fromkeys(copies))  # written with the page, from the same record

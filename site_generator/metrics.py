@@ -10,6 +10,7 @@ registry knows them, so any scorer with thresholded metrics gets it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,12 @@ def layout(names: Iterable[str], scorer: str | None, *, primary: str | None = No
     A family reported at a single threshold stays a plain row: a grid of one column explains
     nothing. The ``primary`` metric takes the challenge's ``direction``.
     """
+    # nearly every evaluation page of a challenge shows the same names: laid out once
+    return _layout(tuple(names), scorer, primary, direction)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(names: tuple[str, ...], scorer: str | None, primary: str | None, direction: str | None) -> Layout:
     infos = [metric_info(n, scorer) for n in names]
     tagged: dict[str, list[MetricInfo]] = {}
     for i in infos:
