@@ -274,9 +274,16 @@ def test_no_home_folder_on_any_page_or_export(tmp_path: Path) -> None:
     bad.update(id="gamma--c1c1c1c1c1c1--dev", team="gamma", split=f"{HOME}/oops")
     bad["submission"]["first_seen"] = f"{HOME}/not-a-time"
     write(results, json.dumps(bad), folder="gamma--c1c1c1c1c1c1--dev")
+    # the description pages: a clone URL that is a path in the organizer's home
+    from test_site_description import describe, description
+
+    data = description()
+    data["challenge"].update(clone_url=f"{HOME}/ch", clone=[f"datalad clone {HOME}/ch bacteria"])
+    describe(results, data)
     out = tmp_path / "site"
     report = build_site(results, out)
     assert any("gamma" in p for p in report.problems)  # an error page of a bad record too
+    assert "datalad clone ~/ch bacteria" in (out / "bacteria" / "data.html").read_text()
     files = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
     kinds = {p.suffix for p in files}
     assert {".html", ".json", ".csv"} <= kinds
