@@ -246,8 +246,10 @@ def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path
             number = int(m.group(1)) if m else len(steps)
             if status is Status.INFRASTRUCTURE:
                 tail = _tail(replay.log_dir / f"step-{number}.stderr")
-                raise JcError(f"the sandbox cannot be started on this machine ({tail or 'no message'}); "
-                              "`jc submit check --no-run` checks without running the steps")
+                # this machine's fault, not the submission's: the check cannot proceed
+                raise sandbox.InfrastructureError(
+                    f"the sandbox cannot be started on this machine ({tail or 'no message'}); "
+                    "`jc submit check --no-run` checks without running the steps")
             done.failure = reason
             done.problems.append(_step_failed(reason, steps[number - 1], replay.log_dir, number, history, spec))
             return done

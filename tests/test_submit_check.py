@@ -16,7 +16,8 @@ from test_docs import participant as participant_account  # noqa: F401 (a fixtur
 from jc_datalad import participant
 from jc_datalad.cli import main
 from jc_datalad.records import Status
-from jc_datalad.submit import check_submission, validate_label_tiffs
+from jc_datalad.submit import check_submission, validate_label_tiffs, validate_tables
+from scorers.files import read_mask
 
 
 def _folders(tmp_path):
@@ -62,6 +63,31 @@ def test_a_prediction_naming_another_file_is_refused(tmp_path):
     assert problems and "another file" in problems[0], problems
 
 
+def test_masks_are_read_with_the_mask_reader(tmp_path):
+    inputs, outputs = _folders(tmp_path)
+    tifffile.imwrite(outputs / "a.tif", np.full((2, 8, 8), 2, np.uint8))
+    assert validate_label_tiffs(inputs, outputs, "predictions") == []  # fine as labels
+    (problem,) = validate_label_tiffs(inputs, outputs, "predictions", reader=read_mask)
+    assert problem == "predictions/a.tif: a mask holds only 0 and 1; threshold the prediction first"
+
+
+def test_tables_are_read_with_the_scorers_table_reader(tmp_path):
+    outputs = tmp_path / "predictions"
+    outputs.mkdir()
+    assert validate_tables(outputs, "predictions", "regression") == [
+        "predictions/: holds no .csv file; the scorer reads CSV tables"]
+    (outputs / "a.csv").write_text("id,age\ns1,31\ns2,40\n")
+    assert validate_tables(outputs, "predictions", "regression") == []
+    (outputs / "a.csv").write_text("id,age\ns1,31\ns1,40\n")
+    (problem,) = validate_tables(outputs, "predictions", "regression")
+    assert problem == "predictions/a.csv: id 's1' appears more than once in column 'id'"
+    (outputs / "a.csv").write_text("id,age\ns1,old\ns2,40\n")
+    (problem,) = validate_tables(outputs, "predictions", "regression")
+    assert problem.startswith("predictions/a.csv: column 'age' has 1 missing, non-numeric")
+    (outputs / "a.csv").write_text("id,p16,p50\ns1,1,2\n")
+    (problem,) = validate_tables(outputs, "predictions", "coverage_score", intervals=True)
+    assert problem.startswith("predictions/a.csv: prediction has no column 'p84'")
+
 # -- the check replays the recorded steps as the runner does -------------------------------------------
 
 #: a solution that caches something next to its code: fine on the participant's machine (the
@@ -91,6 +117,12 @@ def test_an_honest_submission_passes_after_its_steps_ran(arena):
     assert "replayed in the runner's sandbox" in cli.output and "ok: the runner would accept" in cli.output
     cli = CliRunner().invoke(main, ["submit", "check", "--no-run", str(clone)])
     assert cli.exit_code == 0 and "checked without running (--no-run)" in cli.output
+    # what is validated is what the replay wrote, not what was committed
+    (clone / "predictions" / "test_000.tif").unlink()
+    sh("git", "commit", "-q", "-am", "Drop a prediction", cwd=clone)
+    assert check_submission(clone, run=True).ok
+    (problem,) = check_submission(clone).problems
+    assert problem.startswith("predictions/test_000.tif missing: the command wrote 1 of 2 expected files")
 
 
 def test_the_replayed_outputs_are_validated_by_the_scorer(arena):
