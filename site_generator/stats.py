@@ -82,7 +82,8 @@ def submissions_context(challenge: Challenge, phase: Phase, number: int, pages: 
                         evs: tuple[Evaluation, ...], export: str) -> dict[str, Any]:
     first = (number - 1) * SUBMISSIONS_PER_PAGE
     return {
-        "title": f"{challenge.title}: submissions of phase {phase.name} ({number} of {pages})",
+        "title": f"{challenge.title}: {'late submissions' if phase.outside else f'submissions of phase {phase.name}'} "
+                 f"({number} of {pages})",
         "challenge": challenge,
         "phase": phase,
         "number": number,

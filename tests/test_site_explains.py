@@ -326,6 +326,8 @@ def test_a_late_submission_shows_as_late_and_builds_strictly(tmp_path: Path, spl
     assert ("after phase dev ended" in page) == bool(late_for)
     index = (out / "index.html").read_text()
     assert ">closed<" not in index
+    listed = (out / "bacteria" / "submissions" / "closed-1.html").read_text()
+    assert "<h1>Late submissions</h1>" in listed and "phase closed" not in listed
 
 
 def test_the_site_knows_the_runners_phase_for_late_heads() -> None:
