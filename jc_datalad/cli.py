@@ -338,7 +338,8 @@ def runner_run(config: Path, once: bool, workers: int | None, as_json: bool, wai
     from jc_datalad.runner import run_once
 
     if not once:
-        raise JcError("only --once is supported: schedule `jc runner run --once` with cron or a loop")
+        raise JcError("`jc runner run` makes one pass (--once); for passes on an interval with the site "
+                      "rebuilt after each, use `jc runner serve`")
     report = run_once(load_config(config), workers=workers, wait=wait,
                       progress=None if as_json else click.echo)
     if as_json:
