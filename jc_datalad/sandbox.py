@@ -343,6 +343,8 @@ def build_command(
     args += ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     args += ["--size", str(min(SHM_BYTES, limits.memory_bytes // 4)), "--tmpfs", "/dev/shm",
              "--remount-ro", "/dev"]
+    if rootfs is None:
+        args += _python_binds(stage)
     for bind in binds:
         args += ["--bind" if bind.writable else "--ro-bind", stage.add(bind.source), bind.target]
     for key, value in {**sandbox_env(limits), **(env or {})}.items():
@@ -385,6 +387,13 @@ def _host_root(stage: _Stage) -> list[str]:
         elif path.is_dir():
             args += ["--ro-bind", stage.add(path), str(path)]
     args += ["--ro-bind", stage.add(Path("/etc/ld.so.cache"), directory=False), "/etc/ld.so.cache"]
+    return args
+
+
+def _python_binds(stage: _Stage) -> list[str]:
+    """This Python and the project's packages at their host paths, read-only. Bound after the
+    sandbox's own /tmp and /dev/shm: a checkout under /tmp must not be hidden by them."""
+    args: list[str] = []
     bound = [Path("/usr")]
     for folder in python_folders():
         if not any(folder == b or b in folder.parents for b in bound):

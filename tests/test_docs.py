@@ -116,6 +116,12 @@ def _as_participant(user: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["runuser", "-u", user, "--", *args], capture_output=True, text=True)
 
 
+def jc_version() -> str:
+    from importlib.metadata import version
+
+    return version("jc-datalad")
+
+
 def tools_for(user: str, folder: Path) -> Path:
     """A bin folder with this project's tools that ``user`` can run.
 
@@ -130,9 +136,15 @@ def tools_for(user: str, folder: Path) -> Path:
     system = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin:/bin")
     if system is None:
         pytest.skip(f"{user} cannot run {sys.executable}, and there is no system python{version} to stand in")
+    import sysconfig
+
+    purelib = sysconfig.get_paths()["purelib"]
+    if _as_participant(user, "test", "-r", f"{purelib}/jc_datalad-{jc_version()}.dist-info/METADATA").returncode:
+        pytest.skip(f"{user} cannot read this checkout's packages ({purelib}): the checkout lies under a folder "
+                    "other users cannot enter (a 0700 home or mktemp -d folder); clone it elsewhere to test as a "
+                    "non-root participant")
     env = folder / "participant-env"
     subprocess.run([system, "-m", "venv", "--without-pip", str(env)], check=True)
-    import sysconfig
 
     (next(env.glob("lib/python*/site-packages")) / "jc_project.pth").write_text(
         f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")

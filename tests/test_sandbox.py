@@ -341,3 +341,25 @@ def test_outputs_with_odd_names_or_too_many_files_are_refused(work):
     (deep / "/".join("d" * 12)).mkdir(parents=True)
     with pytest.raises(Refusal, match="nested deeper"):
         collect_outputs(deep, work / "copy-deep", 2**20)
+
+
+def test_run_python_sees_a_checkout_under_tmp(work, monkeypatch):
+    """The project's folders are bound after the sandbox's own /tmp: a checkout under /tmp (a clone
+    in a mktemp -d folder) stays visible to the sealed scorer."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="jc-checkout-", dir="/tmp"))  # 0700, as mktemp -d makes it
+    try:
+        checkout = folder / "jc"
+        checkout.mkdir(mode=0o755)
+        (checkout / "probe.py").write_text("print('probe ran')\n")
+        real = sandbox.python_folders()
+        monkeypatch.setattr(sandbox, "python_folders", lambda: (*real, checkout))
+        result = sandbox.run_python([str(checkout / "probe.py")], binds=[], log_dir=work / "logs", name="probe",
+                                    limits=sandbox.Limits(time_s=30, memory_bytes=2**30))
+        assert result.status is sandbox.StepStatus.OK, result.stderr_tail
+        assert "probe ran" in result.stdout_tail
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
