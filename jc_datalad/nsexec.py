@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import subprocess
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -68,10 +69,19 @@ def main(argv: list[str]) -> int:
         _check(libc, libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
         _check(libc, libc.mount(b"jc-stage", stage.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
                                 b"mode=0755,size=1m"), f"mount a tmpfs on {stage}")
-        for source, directory, name in spec["mounts"]:
+        for source, directory, name, kind in spec["mounts"]:
             if "/" in name or name in ("", ".", ".."):
                 raise OSError(22, f"bad stage name {name!r}")
             target = f"{stage}/{name}"
+            if kind == "image":
+                # a read-only ext4 image on a loop device: the sandbox's mountinfo names the
+                # device, not a host path; the loop device is freed with this namespace
+                os.mkdir(target, 0o755)
+                done = subprocess.run(["mount", "-t", "ext4", "-o", "loop,ro,nodev,nosuid,noload", source, target],
+                                      stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                if done.returncode:
+                    raise OSError(5, f"mount the image {source}: {done.stderr.strip()}")
+                continue
             if directory:
                 os.mkdir(target, 0o755)
             else:

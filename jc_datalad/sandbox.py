@@ -272,15 +272,81 @@ class _Stage:
     """Bind sources routed through :mod:`jc_datalad.nsexec` (root) or used as they are."""
 
     stage: Path | None
-    mounts: list[tuple[str, bool, str]]
+    mounts: list[tuple[str, bool, str, str]]
 
     def add(self, source: Path, name: str | None = None, *, directory: bool = True) -> str:
         source = Path(os.path.abspath(source))
         if self.stage is None:
             return str(source)
         name = name or str(len(self.mounts))
-        self.mounts.append((str(source), directory, name))
+        self.mounts.append((str(source), directory, name, "bind"))
         return str(self.stage / name)
+
+    def add_tree(self, tree: Path) -> str:
+        """A read-only tree the participant's command sees: served from a loop-mounted image of it
+        where the runner can make one, so that the sandbox's mountinfo names ``/dev/loopN``, not
+        the tree's host path; else bound as it is."""
+        if self.stage is None or not loop_images():
+            return self.add(tree)
+        name = str(len(self.mounts))
+        self.mounts.append((str(tree_image(Path(os.path.abspath(tree)))), False, name, "image"))
+        return str(self.stage / name)
+
+
+@cache
+def loop_images() -> bool:
+    """Can this runner serve read-only trees from loop-mounted images (root, loop devices, mke2fs)?"""
+    import shutil
+
+    return (os.geteuid() == 0 and os.path.exists("/dev/loop-control") and shutil.which("mke2fs") is not None
+            and shutil.which("mount") is not None)
+
+
+def _tree_stamp(tree: Path) -> str:
+    """What the tree holds, cheaply: every entry's path, type, size and modification time."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        for name in [dirpath, *sorted(os.path.join(dirpath, f) for f in filenames)]:
+            st = os.lstat(name)
+            digest.update(f"{name}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def tree_image(tree: Path) -> Path:
+    """An ext4 image of ``tree`` beside it (``.<name>.ext4``), made with ``mke2fs -d`` and made
+    again when the tree changed; concurrent callers share one (a lock file)."""
+    image = tree.with_name(f".{tree.name}.ext4")
+    stamp_file = image.with_name(image.name + ".stamp")
+    with open(image.with_name(image.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = _tree_stamp(tree)
+        if image.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+            return image
+        entries, size = 0, 0
+        for dirpath, _dirnames, filenames in os.walk(tree):
+            entries += 1 + len(filenames)
+            for name in filenames:
+                size += (os.lstat(os.path.join(dirpath, name)).st_size + 4095) // 4096 * 4096
+        blocks_kib = (size + entries * 4096) * 11 // 10 // 1024 + 16384
+        tmp = image.with_name(image.name + ".tmp")
+        for _ in range(3):
+            tmp.unlink(missing_ok=True)
+            proc = subprocess.run(
+                ["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-N", str(entries + 256),
+                 "-O", "^has_journal,^resize_inode", "-E", "root_owner=0:0", "-d", str(tree), str(tmp),
+                 f"{blocks_kib}k"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if proc.returncode == 0:
+                break
+            blocks_kib *= 2
+        else:
+            tmp.unlink(missing_ok=True)
+            raise InfrastructureError(f"{tree}: cannot make its image: {proc.stderr.strip()[-300:]}")
+        os.replace(tmp, image)
+        stamp_file.write_text(stamp)
+        return image
 
 
 def _bwrap_in(stage: _Stage) -> str:
@@ -330,7 +396,7 @@ def build_command(
     bwrap = _bwrap_in(stage)
     args = launcher.base_bwrap_args(Path("/"))
     assert args[:3] == ["--ro-bind", "/", "/"]
-    args[:3] = ["--ro-bind", stage.add(rootfs), "/"] if rootfs is not None else _host_root(stage)
+    args[:3] = ["--ro-bind", stage.add_tree(rootfs), "/"] if rootfs is not None else _host_root(stage)
     if as_root:
         # bwrap itself runs as an unprivileged uid here; the root-only user-namespace options of
         # the common part are not wanted (they map the sandbox user to host root).
@@ -346,7 +412,11 @@ def build_command(
     if rootfs is None:
         args += _python_binds(stage)
     for bind in binds:
-        args += ["--bind" if bind.writable else "--ro-bind", stage.add(bind.source), bind.target]
+        if bind.writable:
+            args += ["--bind", stage.add(bind.source), bind.target]
+        else:
+            args += ["--ro-bind", stage.add_tree(bind.source) if rootfs is not None else stage.add(bind.source),
+                     bind.target]
     for key, value in {**sandbox_env(limits), **(env or {})}.items():
         args += ["--setenv", key, value]
     if seccomp_fd is not None:

@@ -9,6 +9,8 @@ command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# read-only trees reach the sandbox as loop-mounted ext4 images made by mke2fs -d
+command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
 # the sandbox's seccomp filter is compiled by libseccomp (through the pyseccomp package)
 ldconfig -p 2>/dev/null | grep 'libseccomp.so.2 ' >/dev/null || need+=(libseccomp2)
 # the browser tests (tests/test_browser.py) drive Debian's chromium with playwright

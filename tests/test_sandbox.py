@@ -363,3 +363,29 @@ def test_run_python_sees_a_checkout_under_tmp(work, monkeypatch):
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(not sandbox.loop_images(), reason="loop-mounted images need a root runner with loop devices")
+def test_no_host_paths_are_visible_inside(minimal_rootfs, work):
+    """mountinfo names loop devices and tmpfs, never where the image, the submission, the inputs or
+    the outputs lie on the host (a path to aim a prediction's file reference at)."""
+    sub = work / "submission"
+    (sub / "inputs" / "test").mkdir(parents=True)
+    hidden = work / "hidden-inputs"
+    hidden.mkdir()
+    (hidden / "x.tif").write_bytes(b"x")
+    with sandbox.identity() as who, sandbox.output_area(work / "outputs", 2**20, who) as outputs:
+        (outputs / "predictions").mkdir()
+        os.chown(outputs / "predictions", who.uid, who.gid)
+        sandbox.prepare_mountpoint(sub, "predictions")
+        result = sandbox.run(
+            minimal_rootfs, ["cat", "/proc/self/mountinfo", "/submission/inputs/test/x.tif"],
+            binds=[sandbox.Bind(sub, "/submission"), sandbox.Bind(hidden, "/submission/inputs/test"),
+                   sandbox.Bind(outputs / "predictions", "/submission/predictions", writable=True)],
+            workdir="/submission", limits=sandbox.Limits(time_s=30, memory_bytes=2**30), log_dir=work / "logs",
+            who=who)
+    assert result.status is sandbox.StepStatus.OK, result.stderr_tail
+    mountinfo = result.stdout_tail
+    assert "/submission/inputs/test" in mountinfo and mountinfo.endswith("x")
+    for host in (str(work), str(minimal_rootfs), "/var/cache", "/tmp/", "/root"):
+        assert host not in mountinfo, (host, mountinfo)
