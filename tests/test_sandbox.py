@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -389,3 +390,19 @@ def test_no_host_paths_are_visible_inside(minimal_rootfs, work):
     assert "/submission/inputs/test" in mountinfo and mountinfo.endswith("x")
     for host in (str(work), str(minimal_rootfs), "/var/cache", "/tmp/", "/root"):
         assert host not in mountinfo, (host, mountinfo)
+
+
+@pytest.mark.skipif(not sandbox.loop_images(), reason="loop-mounted images need a root runner with loop devices")
+def test_a_tree_image_is_made_again_when_the_tree_changed(work):
+    """The image of a read-only tree is kept beside it and reused, unless the tree changed since
+    (a mount point made in it, a file added): then the sandbox would see an old tree."""
+    tree = work / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    image = sandbox.tree_image(tree)
+    made = image.stat().st_mtime_ns
+    assert sandbox.tree_image(tree) == image and image.stat().st_mtime_ns == made
+    (tree / "inputs").mkdir()
+    assert sandbox.tree_image(tree).stat().st_mtime_ns != made
+    listing = subprocess.run(["debugfs", "-R", "ls -l /", str(image)], capture_output=True, text=True).stdout
+    assert "inputs" in listing and "a.txt" in listing
