@@ -38,6 +38,7 @@ from jc_datalad.gitutil import (
     printable,
 )
 from jc_datalad.inspection import (
+    MAX_NAME_BYTES,
     AnnexLink,
     HistoryError,
     commit_messages,
@@ -588,7 +589,6 @@ def _expand_inputs(inputs: tuple[str, ...], clone: Path, hidden: Path, interface
 
 #: Bounds on what one evaluation's outputs may hold, whatever the size limit allows.
 MAX_OUTPUT_DEPTH = 8
-MAX_NAME_BYTES = 255
 
 
 def collect_outputs(source: Path, dest: Path, limit_bytes: int, max_files: int = 10_000) -> list[str]:
