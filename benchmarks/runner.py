@@ -64,7 +64,7 @@ def setup(root: Path, n: int) -> tuple[Path, Path, list[tuple[str, str]]]:
 
     img = image.build_image(image.RECIPES["minimal"], cache_dir=default_cache_dir() / "images")
     made = new_challenge("bacteria", root / "org", challenge_id="bench", image=str(img), items=2,
-                         hidden_items=4, frames=2, size=48)
+                         hidden_items=4, frames=2, pixels=48)
     clone = participant.clone_challenge(made.public, root / "participant")
     base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
     submissions = []

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import logging
@@ -17,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -28,7 +30,6 @@ from jc_datalad.spec import load_spec
 
 lgr = logging.getLogger(__name__)
 
-TEMPLATES = ("bacteria",)
 CONTAINER = "jc-env"
 #: The call format datalad-container expands; the runner checks recorded commands against it.
 CALL_FORMAT = "{python} {img_dspath}/.datalad/environments/%s/launch.py {img} {cmd}"
@@ -42,11 +43,59 @@ class NewChallenge:
     config: Path
 
 
+def _discover() -> tuple[str, ...]:
+    """Every package in ``challenge_templates`` that has a data generator, sorted by name."""
+    import challenge_templates
+
+    root = Path(challenge_templates.__file__).parent
+    return tuple(sorted(p.name for p in root.iterdir() if (p / "generate.py").is_file() and p.name.isidentifier()))
+
+
+#: The templates `jc challenge new` accepts; each follows docs/templates.md.
+TEMPLATES = _discover()
+#: What each template's ``generate.SIZES`` offers.
+SIZE_NAMES = ("default", "large")
+
+
 def _template_dir(template: str) -> Path:
     if template not in TEMPLATES:
         raise JcError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
     module = importlib.import_module(f"challenge_templates.{template}")
     return Path(module.__file__).parent  # type: ignore[arg-type]
+
+
+def template_sizes(template: str, size: str = "default", **overrides: int | None) -> Any:
+    """The template's ``Sizes`` for ``size``, with the given fields replaced (None: keep).
+
+    ``pixels`` sets ``height`` and ``width`` together, for templates of images.
+    """
+    gen = importlib.import_module(f"challenge_templates.{template}.generate")
+    try:
+        sizes = gen.SIZES[size]
+    except KeyError:
+        raise JcError(f"unknown size {size!r} for template {template!r}; choose one of "
+                      f"{', '.join(gen.SIZES)}") from None
+    knobs = {k: v for k, v in overrides.items() if v is not None}
+    if "pixels" in knobs:
+        pixels = knobs.pop("pixels")
+        knobs.update(height=pixels, width=pixels)
+    fields = {f.name for f in dataclasses.fields(sizes)}
+    unknown = sorted(set(knobs) - fields)
+    if unknown:
+        raise JcError(f"template {template!r} has no setting {', '.join(unknown)}; its settings: "
+                      f"{', '.join(sorted(fields))}")
+    bad = sorted(k for k, v in knobs.items() if v < 1)
+    if bad:
+        raise JcError(f"{', '.join(bad)}: must be at least 1")
+    return dataclasses.replace(sizes, **knobs)
+
+
+def template_title(template: str) -> str:
+    module = importlib.import_module(f"challenge_templates.{template}")
+    title = getattr(module, "TITLE", None)
+    if not isinstance(title, str) or not title:
+        raise JcError(f"challenge_templates/{template}/__init__.py: set TITLE, the default challenge title")
+    return title
 
 
 def resolve_image(image: str, progress: Callable[[str], None]) -> Path:
@@ -73,16 +122,22 @@ def new_challenge(
     challenge_id: str | None = None,
     title: str | None = None,
     image: str = "full",
+    size: str = "default",
     items: int | None = None,
     hidden_items: int | None = None,
     frames: int | None = None,
-    size: int | None = None,
+    pixels: int | None = None,
     seed: int = 7,
     start: dt.datetime | None = None,
     weeks: int = 8,
     progress: Callable[[str], None] | None = None,
 ) -> NewChallenge:
-    """Write a new challenge from ``template`` into ``directory``."""
+    """Write a new challenge from ``template`` into ``directory``.
+
+    ``size`` names one of the template's data sizes (``default`` runs in seconds, ``large`` is
+    realistic); ``items``, ``hidden_items``, ``frames`` and ``pixels`` change single settings of
+    templates that have them.
+    """
     import datalad.api as dl
 
     say = progress or (lambda msg: None)
@@ -90,15 +145,7 @@ def new_challenge(
     start = (start or dt.datetime.now(dt.UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
     tdir = _template_dir(template)
     gen = importlib.import_module(f"challenge_templates.{template}.generate")
-    defaults = gen.Sizes()
-    sizes = gen.Sizes(
-        items=items or defaults.items,
-        frames=frames or defaults.frames,
-        height=size or defaults.height,
-        width=size or defaults.width,
-        cells=defaults.cells,
-    )
-    hidden_sizes = gen.Sizes(**{**vars(sizes), "items": hidden_items or max(sizes.items, 4)})
+    sizes = template_sizes(template, size, items=items, hidden_items=hidden_items, frames=frames, pixels=pixels)
     cid = challenge_id or f"{template}-challenge"
     public, private = directory / cid, directory / f"{cid}-private"
     results, config = directory / f"{cid}-results", directory / "runner.yaml"
@@ -111,7 +158,7 @@ def new_challenge(
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tdir)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     variables = {
-        "title": title or "Bacterial microcolony instance segmentation",
+        "title": title or template_title(template),
         "challenge_id": cid,
         "container": CONTAINER,
         "sizes": sizes,
@@ -132,33 +179,29 @@ def new_challenge(
     _save(dl, public, "Challenge description, spec and starter kit")
 
     with tempfile.TemporaryDirectory() as tmp:
-        say(f"generating data ({sizes.items} train, {sizes.items} test, {hidden_sizes.items} hidden items)")
-        t = Path(tmp)
-        gen.write_split(t / "train", split="train", sizes=sizes, seed=seed)
-        gen.write_split(t / "test", split="test", sizes=sizes, seed=seed, labels=False)
-        gen.write_split(t / "hidden", split="hidden", sizes=hidden_sizes, seed=seed)
-
-        train = public / "inputs" / "train"
-        dl.create(dataset=str(public), path=str(train), result_renderer="disabled")
-        shutil.move(t / "train" / "inputs", train / "images")
-        shutil.move(t / "train" / "labels", train / "labels")
-        test = public / "inputs" / "test"
-        dl.create(dataset=str(public), path=str(test), result_renderer="disabled")
-        for f in sorted((t / "test" / "inputs").iterdir()):
-            shutil.move(f, test / f.name)
-        _save(dl, public, "Public training and development data")
+        say(f"generating the {size} data of template {template}")
+        data = Path(tmp)
+        gen.write_data(data, sizes, seed)
+        _check_layout(template, data)
+        for folder in sorted((data / "public").iterdir()):
+            sub = public / "inputs" / folder.name
+            dl.create(dataset=str(public), path=str(sub), result_renderer="disabled")
+            _move_contents(folder, sub)
+        _save(dl, public, "Public data")
 
         say(f"creating the private dataset {private}")
         dl.create(path=str(private), cfg_proc=["text2git"], result_renderer="disabled")
-        for part in ("inputs", "labels"):
-            sub = private / "hidden" / "test" / part
-            dl.create(dataset=str(private), path=str(sub), result_renderer="disabled")
-            for f in sorted((t / "hidden" / part).iterdir()):
-                shutil.move(f, sub / f.name)
+        for split in sorted((data / "hidden").iterdir()):
+            for part in sorted(split.iterdir()):
+                sub = private / "hidden" / split.name / part.name
+                dl.create(dataset=str(private), path=str(sub), result_renderer="disabled")
+                _move_contents(part, sub)
         save_teams(private, {})
         (private / "README.md").write_text(
             f"# {cid}: organizer-only data\n\nNever publish this dataset. `hidden/<split>/inputs` replace the "
-            "public inputs on re-execution; `hidden/<split>/labels` are read by the scorer only.\n"
+            "public inputs on re-execution; `hidden/<split>/labels` are read by the scorer only; "
+            "`hidden/train/`, where a training challenge has it, replaces the public training data "
+            "for the training step.\n"
             "`teams.yaml` lists the teams and their submission repositories (`jc team add`).\n"
         )
         _save(dl, private, "Hidden data and labels")
@@ -168,6 +211,23 @@ def new_challenge(
     write_config(config, challenge=public, private=private, results=results)
     say(f"wrote {config}")
     return NewChallenge(public, private, results, config)
+
+
+def _check_layout(template: str, data: Path) -> None:
+    """The generator wrote ``public/<folder>/`` and ``hidden/<split>/<part>/`` (docs/templates.md)."""
+    where = f"challenge_templates/{template}/generate.py: write_data"
+    if not (data / "public" / "test").is_dir():
+        raise JcError(f"{where} wrote no public/test folder (the development inputs)")
+    if not (data / "hidden").is_dir() or not any(p.is_dir() for p in (data / "hidden").iterdir()):
+        raise JcError(f"{where} wrote no hidden/<split>/ folder (hidden inputs and labels)")
+    for split in (data / "hidden").iterdir():
+        if not split.is_dir() or not any(p.is_dir() for p in split.iterdir()):
+            raise JcError(f"{where}: hidden/{split.name} must hold folders (inputs/, labels/, ...)")
+
+
+def _move_contents(source: Path, dest: Path) -> None:
+    for entry in sorted(source.iterdir()):
+        shutil.move(entry, dest / entry.name)
 
 
 def add_container(dataset: Path, image_file: Path, name: str) -> None:

@@ -57,17 +57,21 @@ def challenge() -> None:
 @click.option("--title", help="Challenge title.")
 @click.option("--image", default="full", show_default=True,
               help="Container image: a built-in recipe (full, minimal) or an image tarball.")
-@click.option("--items", type=int, help="Public items per split.")
-@click.option("--hidden-items", type=int, help="Hidden test items.")
-@click.option("--frames", type=int, help="Frames per time-lapse.")
-@click.option("--size", type=int, help="Image height and width in pixels.")
+@click.option("--size", type=click.Choice(["default", "large"]), default="default", show_default=True,
+              help="Data size: default runs in seconds; large is realistic, for benchmarks.")
+@click.option("--items", type=int, help="Public items per split (templates that have this setting).")
+@click.option("--hidden-items", type=int, help="Hidden test items (templates that have this setting).")
+@click.option("--frames", type=int, help="Frames per time-lapse (bacteria).")
+@click.option("--pixels", type=int, help="Image height and width in pixels (templates of images).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Data generator seed.")
-def challenge_new(template, directory, challenge_id, title, image, items, hidden_items, frames, size, seed):
+def challenge_new(template, directory, challenge_id, title, image, size, items, hidden_items, frames, pixels,
+                  seed):
     """Create a challenge from TEMPLATE in DIRECTORY: public and private datasets and runner.yaml."""
     from jc_datalad.challenge import new_challenge
 
     made = new_challenge(template, directory, challenge_id=challenge_id, title=title, image=image,
-                         items=items, hidden_items=hidden_items, frames=frames, size=size, seed=seed,
+                         size=size, items=items, hidden_items=hidden_items, frames=frames, pixels=pixels,
+                         seed=seed,
                          progress=click.echo)
     click.echo(f"public dataset:  {made.public}\nprivate dataset: {made.private}\n"
                f"runner config:   {made.config}\nnext: jc team add NAME --repository URL --config {made.config}")

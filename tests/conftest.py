@@ -113,7 +113,7 @@ def challenge(session_dir, minimal_image) -> Challenge:
     from jc_datalad.challenge import new_challenge
 
     made = new_challenge("bacteria", session_dir / "org", challenge_id="bacteria-test",
-                         image=str(minimal_image), items=2, hidden_items=4, frames=2, size=48,
+                         image=str(minimal_image), items=2, hidden_items=4, frames=2, pixels=48,
                          start=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), weeks=52 * 50)
     # most tests are about other rules than signatures; test_competition.py signs
     spec = made.public / "challenge.yaml"

@@ -260,7 +260,7 @@ def test_docs_word_for_word(work, minimal_image, participant):
             (SHARED, str(shared)),
             ("jc challenge new bacteria ~/challenges --id bacteria-2027",
              f"jc challenge new bacteria ~/challenges --id bacteria-2027 --image {minimal_image}"
-             " --items 2 --hidden-items 4 --frames 2 --size 48"),
+             " --items 2 --hidden-items 4 --frames 2 --pixels 48"),
         ],
         "participants.md": [(SHARED, str(shared))],
     }

@@ -65,6 +65,15 @@ class Sizes:
     height: int = 128
     width: int = 128
     cells: int = 12
+    #: items of the hidden test split
+    hidden_items: int = 6
+
+
+#: ``default`` runs in seconds (tests, the demo); ``large`` is closer to a real time-lapse study.
+SIZES = {
+    "default": Sizes(),
+    "large": Sizes(items=20, frames=20, height=512, width=512, cells=40, hidden_items=100),
+}
 
 
 class _Colony:
@@ -336,6 +345,26 @@ def write_split(
     return names
 
 
+def write_data(out: Path, sizes: Sizes, seed: int) -> None:
+    """Everything a challenge needs, in the layout of docs/templates.md.
+
+    ``public/train/{images,labels}``, ``public/test/`` (inputs only) and
+    ``hidden/test/{inputs,labels}``, each split from its own seeds.
+    """
+    out = Path(out)
+    write_split(out / "train-split", split="train", sizes=sizes, seed=seed)
+    train = out / "public" / "train"
+    train.mkdir(parents=True)
+    (out / "train-split" / "inputs").rename(train / "images")
+    (out / "train-split" / "labels").rename(train / "labels")
+    (out / "train-split").rmdir()
+    write_split(out / "test-split", split="test", sizes=sizes, seed=seed, labels=False)
+    (out / "test-split" / "inputs").rename(out / "public" / "test")
+    (out / "test-split").rmdir()
+    hidden = Sizes(**{**vars(sizes), "items": sizes.hidden_items})
+    write_split(out / "hidden" / "test", split="hidden", sizes=hidden, seed=seed)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to write inputs/ and labels/ into")
@@ -347,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole data set")
     parser.add_argument("--no-labels", action="store_true", help="write the inputs only")
     args = parser.parse_args(argv)
-    sizes = Sizes(args.items, args.frames, args.size, args.size, args.cells)
+    sizes = Sizes(args.items, args.frames, args.size, args.size, args.cells, args.items)
     write_split(args.out, split=args.split, sizes=sizes, seed=args.seed, labels=not args.no_labels)
 
 
