@@ -22,7 +22,7 @@ from typing import Any
 from jc_datalad.validation import Checker, InputError, Problem, finite, read_yaml, suggest, whole
 from jc_datalad.validation import text as _text
 
-__all__ = ["ChallengeSpec", "ChallengeType", "Direction", "LogVisibility", "Problem", "SpecError",
+__all__ = ["ChallengeSpec", "ChallengeType", "Direction", "LogVisibility", "Problem", "SpecError", "Training", "Verify",
            "load_spec", "parse_duration", "parse_size", "parse_spec"]
 
 SPEC_FILE = "challenge.yaml"
@@ -36,6 +36,13 @@ class ChallengeType(StrEnum):
     RESULTS = "results"
     INFERENCE = "inference"
     TRAINING = "training"
+
+
+class Verify(StrEnum):
+    """What the runner does besides scoring a ``results`` submission (``verify:`` in challenge.yaml)."""
+
+    NONE = "none"  #: score the committed predictions as submitted (the default)
+    RERUN = "rerun"  #: also re-execute the recorded steps on the public inputs and compare byte for byte
 
 
 class Direction(StrEnum):
@@ -79,6 +86,20 @@ class Resources:
     def __post_init__(self) -> None:
         if self.evaluation_time_s <= 0:
             object.__setattr__(self, "evaluation_time_s", self.time_s * 4)
+
+
+@dataclass(frozen=True)
+class Training:
+    """``training:`` of a training challenge (options 2.2 and 2.3, docs/workflows/training.md)."""
+
+    inputs: str  #: the public training data; the hidden training set is bound here for the training step
+    model: str  #: the folder the training step writes and the prediction step reads
+    resources: Resources  #: the training step's own limits (``resources`` are the prediction step's)
+    pretrained: str | None = None  #: option 2.2: committed weights the training step may start from
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "model": self.model, "pretrained": self.pretrained,
+                "resources": {k: v for k, v in vars(self.resources).items() if k != "evaluation_time_s"}}
 
 
 @dataclass(frozen=True)
@@ -133,6 +154,8 @@ class ChallengeSpec:
     submission: SubmissionRules = field(default_factory=SubmissionRules)
     teams: TeamRules = field(default_factory=TeamRules)
     logs: LogVisibility = LogVisibility.ORGANIZERS
+    training: Training | None = None  #: set exactly when ``type`` is training
+    verify: Verify = Verify.NONE  #: results challenges only
 
     @property
     def denied_paths(self) -> tuple[str, ...]:
@@ -150,6 +173,8 @@ class ChallengeSpec:
             "direction": self.metrics.direction.value,
             "columns": list(self.metrics.columns),
             "logs": self.logs.value,
+            "verify": self.verify.value,
+            **({"training": self.training.as_dict()} if self.training else {}),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,6 +192,8 @@ class ChallengeSpec:
             },
             "resources": vars(self.resources),
             "logs": self.logs.value,
+            "verify": self.verify.value,
+            **({"training": self.training.as_dict()} if self.training else {}),
         }
 
 
@@ -276,7 +303,7 @@ def _metric_list(value: Any) -> tuple[str, ...]:
 
 
 _TOP = ("id", "title", "type", "interface", "container", "resources", "metrics", "leaderboard", "phases",
-        "submission", "teams", "logs")
+        "submission", "teams", "logs", "verify", "training")
 
 
 def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
@@ -315,7 +342,17 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
     else:
         c.problem("container", container_section, "must be a mapping like {name: jc-env}")
 
-    resources = _parse_resources(c, c.section("resources", required=False))
+    raw_resources = c.section("resources", required=False)
+    resources = _parse_resources(c, raw_resources)
+    training = _parse_training(c, top, ctype, inputs, outputs)
+    if training is not None and not raw_resources.get("evaluation_time"):
+        # the one limit of the whole evaluation covers the training step and the prediction step
+        resources = Resources(**{**vars(resources), "evaluation_time_s": training.resources.time_s
+                                 + resources.time_s})
+    elif training is not None and resources.evaluation_time_s < training.resources.time_s:
+        c.problem("resources.evaluation_time", raw_resources.get("evaluation_time"),
+                  "must be at least training.resources.time (it bounds the training and the prediction step "
+                  "together)")
 
     met = c.section("metrics")
     c.unknown(met, "metrics", {"scorer", "primary", "direction", "columns"})
@@ -353,6 +390,11 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
     )
     logs = c.get(top, "logs", _choice(tuple(v.value for v in LogVisibility)),
                  "who reads the logs of steps run on hidden data", LogVisibility.ORGANIZERS.value)
+    verify = c.get(top, "verify", _choice(tuple(v.value for v in Verify)),
+                   "rerun: re-execute the recorded steps on the public inputs and compare", Verify.NONE.value)
+    if verify == Verify.RERUN.value and ctype and ctype != ChallengeType.RESULTS.value:
+        # inference and training evaluations re-execute every submission anyway
+        c.problem("verify", verify, "applies to type results only; remove it or set type: results")
 
     if c.problems:
         raise SpecError(source, c.problems)
@@ -369,27 +411,92 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
         submission=submission,
         teams=teams,
         logs=LogVisibility(logs),
+        training=training,
+        verify=Verify(verify),
     )
 
 
-def _parse_resources(c: Checker, res: dict[str, Any]) -> Resources:
-    c.unknown(res, "resources", {"time", "memory", "cpus", "gpus", "output", "processes", "evaluation_time"})
+def _parse_resources(c: Checker, res: dict[str, Any], where: str = "resources") -> Resources:
+    """``resources`` (the prediction step's, and the whole evaluation's limit), or
+    ``training.resources`` (``where``): the same keys and bounds, less ``evaluation_time``."""
+    keys = {"time", "memory", "cpus", "gpus", "output", "processes"}
+    c.unknown(res, where, keys | {"evaluation_time"} if where == "resources" else keys)
     d = Resources()
-    time_s = c.get(res, "resources.time", parse_duration, "a duration such as 30m", d.time_s)
-    evaluation_time_s = c.get(res, "resources.evaluation_time", parse_duration,
-                              "a duration such as 2h for all steps together (default: time x 4)", 0)
+    time_s = c.get(res, f"{where}.time", parse_duration, "a duration such as 30m", d.time_s)
+    evaluation_time_s = 0
+    if where == "resources":
+        evaluation_time_s = c.get(res, "resources.evaluation_time", parse_duration,
+                                  "a duration such as 2h for all steps together (default: time x 4; type "
+                                  "training: training.resources.time + time)", 0)
     if time_s and evaluation_time_s and evaluation_time_s < time_s:
         c.problem("resources.evaluation_time", res.get("evaluation_time"),
                   "must be at least resources.time (it bounds all steps together)")
     return Resources(
         time_s=time_s or d.time_s,
         evaluation_time_s=evaluation_time_s or 0,
-        memory_bytes=c.get(res, "resources.memory", parse_size, "a size such as 4G", d.memory_bytes),
-        cpus=c.get(res, "resources.cpus", whole(1, 1024), "a whole number of CPUs", d.cpus),
-        gpus=c.get(res, "resources.gpus", whole(0, 64), "a whole number of GPUs", d.gpus),
-        output_bytes=c.get(res, "resources.output", parse_size, "a size such as 1G", d.output_bytes),
-        processes=c.get(res, "resources.processes", whole(1, 100_000), "a process limit", d.processes),
+        memory_bytes=c.get(res, f"{where}.memory", parse_size, "a size such as 4G", d.memory_bytes),
+        cpus=c.get(res, f"{where}.cpus", whole(1, 1024), "a whole number of CPUs", d.cpus),
+        gpus=c.get(res, f"{where}.gpus", whole(0, 64), "a whole number of GPUs", d.gpus),
+        output_bytes=c.get(res, f"{where}.output", parse_size, "a size such as 1G", d.output_bytes),
+        processes=c.get(res, f"{where}.processes", whole(1, 100_000), "a process limit", d.processes),
     )
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Is one of two dataset paths the other or inside it?"""
+    pa, pb = PurePosixPath(a).parts, PurePosixPath(b).parts
+    return pa[:len(pb)] == pb or pb[:len(pa)] == pa
+
+
+def _parse_training(c: Checker, top: dict[str, Any], ctype: str | None, inputs: str | None,
+                    outputs: str | None) -> Training | None:
+    """``training:``, required exactly when ``type`` is training (docs/workflows/training.md)."""
+    if ctype != ChallengeType.TRAINING.value:
+        if "training" in top and ctype:
+            c.problem("training", None, f"only a challenge of type training has this section (type is {ctype}); "
+                                        "remove it or set type: training")
+        return None
+    if top.get("training") is None:
+        c.problem("training", None, "missing: type training needs it, e.g. training: {inputs: inputs/train, "
+                                    "model: model, resources: {time: 20m, memory: 8G}}")
+        return None
+    section = c.section("training")
+    c.unknown(section, "training", {"inputs", "model", "pretrained", "resources"})
+    t_inputs = c.get(section, "training.inputs", _relpath,
+                     "the public training data, e.g. inputs/train (the hidden training set is bound there)")
+    model = c.get(section, "training.model", _relpath, "the folder the training step writes, e.g. model")
+    pretrained = c.get(section, "training.pretrained", _relpath,
+                       "a committed folder of weights, e.g. weights (option 2.2); leave it out for code only", None)
+    resources = _parse_resources(
+        c, c.section("resources", required=False, mapping=section, path="training.resources"),
+        "training.resources")
+    if t_inputs and inputs:
+        if PurePosixPath(t_inputs).parts[0] != PurePosixPath(inputs).parts[0]:
+            c.problem("training.inputs", t_inputs, f"must lie beside interface.inputs under "
+                                                   f"{PurePosixPath(inputs).parts[0]}/ (public data that "
+                                                   "submissions do not change), e.g. inputs/train")
+        elif _overlap(t_inputs, inputs):
+            c.problem("training.inputs", t_inputs, "must not be, contain or lie inside interface.inputs: the "
+                                                   "hidden training set and the hidden test inputs are bound apart")
+    protected = [(name, path) for name, path in (("interface.inputs", inputs), ("interface.outputs", outputs),
+                                                 ("training.inputs", t_inputs)) if path]
+    for key, path in (("training.model", model), ("training.pretrained", pretrained)):
+        if not path:
+            continue
+        if PurePosixPath(path).parts[0] in DENIED_PATHS or (
+                inputs and PurePosixPath(path).parts[0] == PurePosixPath(inputs).parts[0]):
+            c.problem(key, path, "must not lie under the inputs or a protected path")
+            continue
+        for name, other in protected:
+            if _overlap(path, other):
+                c.problem(key, path, f"must not be, contain or lie inside {name} ({other})")
+                break
+    if model and pretrained and _overlap(model, pretrained):
+        c.problem("training.pretrained", pretrained, f"must lie apart from training.model ({model}): the "
+                                                     "committed model folder is hidden from every step")
+    if not (t_inputs and model):
+        return None
+    return Training(inputs=t_inputs, model=model, resources=resources, pretrained=pretrained)
 
 
 def _reported_metrics(scorer: str) -> tuple[str, ...]:
