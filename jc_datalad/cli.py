@@ -438,6 +438,36 @@ def runner_evaluate(config: Path, team_name: str, commit: str, phase: str, split
     click.echo(f"{ev.id}: {ev.status.value}" + (f": {ev.reason}" if ev.reason else ""))
 
 
+@runner.command("collect")
+@_CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_WAIT
+def runner_collect(config: Path, as_json: bool, wait: bool) -> None:
+    """Record the evaluations that cluster jobs of earlier passes finished (backend: slurm); submit nothing."""
+    from jc_datalad.config import load_config
+    from jc_datalad.runner import collect
+
+    report = collect(load_config(config), wait=wait, progress=None if as_json else click.echo)
+    if as_json:
+        _echo_json(report.as_dict())
+
+
+@runner.command("task")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), required=True,
+              help="Runner configuration file.")
+@click.option("--tasks", "tasks_file", type=click.Path(exists=True, path_type=Path), required=True,
+              help="The batch's tasks.json, written by the pass that submitted it.")
+@click.option("--index", type=int, required=True, help="The task's index in the batch ($SLURM_ARRAY_TASK_ID).")
+def runner_task(config: Path, tasks_file: Path, index: int) -> None:
+    """Evaluate one task of a Slurm job array in node-local scratch and publish it to the output store
+    (what the batch script of `backend: slurm` runs on a compute node)."""
+    from jc_datalad.backends.slurm import run_array_task
+    from jc_datalad.config import load_config
+
+    ev = run_array_task(load_config(config), tasks_file, index)
+    click.echo(f"{ev.id}: {ev.status.value}")
+
+
 @runner.command("reproduce")
 @click.argument("evaluation_id")
 @click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,32 @@ class RunnerConfig:
     public_url: str | None = None  #: where participants clone the challenge from (shown on the site)
     #: the organizer's private store of full step logs (never published); default: private-logs beside runner.yaml
     logs: Path = Path("private-logs")
+    #: where evaluations run: ``local`` (a thread pool on this machine) or ``slurm`` (job arrays; jc_datalad.backends)
+    backend: str = "local"
+    slurm: SlurmSettings | None = None  #: the ``slurm:`` section, when ``backend: slurm``
 
     @property
     def teams_file(self) -> Path:
         """``teams.yaml`` of the private dataset, unless the config names another file."""
         return self.teams or self.private / TEAMS_FILE
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """The ``slurm:`` section of ``runner.yaml`` (docs/hpc.md)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    throttle: int = 50  #: array tasks running at once (``sbatch --array=0-N%throttle``)
+    #: node-local scratch where a task clones and evaluates; ``$VAR`` expanded on the node
+    scratch: str = "${TMPDIR:-/tmp}"
+    store: Path = Path(".jc-work/slurm-store")  #: output store on the shared file system
+    wait_s: int = 0  #: how long a pass waits for the jobs it submitted before leaving them to a later pass
+    poll_s: float = 5.0  #: seconds between two looks at the jobs while a pass waits
+
+
+BACKENDS = ("local", "slurm")
 
 
 def default_cache_dir() -> Path:
@@ -82,7 +104,46 @@ class TeamsError(InputError):
 
 
 _RUNNER_KEYS = ("challenge", "private", "results", "work", "workers", "protocols", "split", "cache", "teams",
-                "public_url", "logs")
+                "public_url", "logs", "backend", "slurm")
+_SLURM_KEYS = ("partition", "account", "qos", "throttle", "scratch", "store", "wait", "poll")
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,-]{0,127}$")
+
+
+def _slurm_name(value: Any) -> str:
+    if not isinstance(value, str) or not _SLURM_NAME.match(value):
+        raise ValueError("must be a Slurm name: letters, digits, '_', '.', ',' or '-'")
+    return value
+
+
+def _backend(value: Any) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"must be one of {', '.join(BACKENDS)}{suggest(str(value), BACKENDS)}")
+    return str(value)
+
+
+def _seconds(value: Any) -> int:
+    from jc_datalad.spec import parse_duration
+
+    return parse_duration(value)
+
+
+def _slurm(c: Checker, data: dict[str, Any], resolve: Callable[[str], Path], work: Path) -> SlurmSettings:
+    """The ``slurm:`` section, every problem reported with its place (none of its keys is required)."""
+    section = c.section("slurm", required=False, mapping=data)
+    c.unknown(section, "slurm", _SLURM_KEYS)
+    names = {k: c.get(section, f"slurm.{k}", _slurm_name, f"the Slurm {k} to submit to", None)
+             for k in ("partition", "account", "qos")}
+    throttle = c.get(section, "slurm.throttle", whole(1, 100_000), "array tasks running at once", 50)
+    scratch = c.get(section, "slurm.scratch", _path_text, "node-local scratch folder (may use $VARS)",
+                    SlurmSettings.scratch)
+    store = c.get(section, "slurm.store", _path_text, "the output store's folder on the shared file system",
+                  None)
+    wait = c.get(section, "slurm.wait", _seconds, "a duration such as 10m (0: do not wait)", 0)
+    poll = c.get(section, "slurm.poll", _seconds, "a duration such as 5s", 5)
+    return SlurmSettings(partition=names["partition"], account=names["account"], qos=names["qos"],
+                         throttle=throttle or 50, scratch=scratch or SlurmSettings.scratch,
+                         store=resolve(store) if store else work / "slurm-store",
+                         wait_s=wait or 0, poll_s=float(max(poll or 1, 1)))
 _PROTOCOL = re.compile(r"^[a-z][a-z0-9+.-]{0,31}$")
 _SPLIT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -133,18 +194,25 @@ def load_config(path: Path | str) -> RunnerConfig:
     protocols = c.get(data, "protocols", _protocols, "git transports allowed for team repositories", ("file",))
     split = c.get(data, "split", _split, "the hidden split evaluated when the challenge has no phases", "test")
     public_url = c.get(data, "public_url", text, "the URL participants clone the challenge from", None)
-    if c.problems:
-        raise ConfigError(path, c.problems)
+    backend = c.get(data, "backend", _backend, "where evaluations run: local or slurm", "local")
 
     def resolve(value: str) -> Path:
         return (path.parent / os.path.expanduser(value)).resolve()
+
+    work = resolve(optional["work"] or ".jc-work")
+    slurm = _slurm(c, data, resolve, work)
+    if "slurm" in data and backend != "slurm":
+        c.problem("backend", backend, "a slurm: section is set but backend is not slurm: add 'backend: slurm' "
+                                      "or remove the section")
+    if c.problems:
+        raise ConfigError(path, c.problems)
 
     return RunnerConfig(
         path=path,
         challenge=resolve(paths["challenge"]),
         private=resolve(paths["private"]),
         results=resolve(paths["results"]),
-        work=resolve(optional["work"] or ".jc-work"),
+        work=work,
         workers=workers,
         protocols=protocols,
         split=split,
@@ -152,6 +220,8 @@ def load_config(path: Path | str) -> RunnerConfig:
         teams=resolve(optional["teams"]) if optional["teams"] else None,
         public_url=public_url,
         logs=resolve(optional["logs"] or "private-logs"),
+        backend=backend or "local",
+        slurm=slurm if backend == "slurm" else None,
     )
 
 

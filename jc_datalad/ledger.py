@@ -106,6 +106,42 @@ def incoming_dir(results: Path, eval_id: str) -> Path:
     return path
 
 
+# -- jobs submitted to a cluster (jc_datalad.backends.slurm): incoming state, kept by recover() --------
+
+#: ``.incoming/.jobs/<id>.json``: one file per submitted evaluation, written by temp file and rename
+JOBS = ".jobs"
+
+
+def write_jobs(results: Path, entries: Mapping[str, dict]) -> None:
+    """Keep (or update) the job entry of each evaluation id: what a later pass needs to adopt it."""
+    folder = results / INCOMING / JOBS
+    folder.mkdir(parents=True, exist_ok=True)
+    for eval_id, entry in entries.items():
+        tmp = folder / f".{eval_id}.json.tmp"
+        tmp.write_text(json.dumps(entry, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, folder / f"{eval_id}.json")
+
+
+def read_jobs(results: Path) -> dict[str, dict]:
+    """Evaluation id -> its job entry, for every evaluation submitted and not collected yet."""
+    folder = results / INCOMING / JOBS
+    out: dict[str, dict] = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # only the runner writes these, by rename; an unreadable one is a leftover
+            if isinstance(entry, dict):
+                out[path.name.removesuffix(".json")] = entry
+    return out
+
+
+def remove_job(results: Path, eval_id: str) -> None:
+    """Forget a job entry: its evaluation is in the ledger, or will be submitted again."""
+    (results / INCOMING / JOBS / f"{eval_id}.json").unlink(missing_ok=True)
+
+
 def record_path(results: Path, eval_id: str) -> Path:
     return results / EVALUATIONS / eval_id / RECORD
 
@@ -273,12 +309,13 @@ def recover(results: Path) -> Recovery:
     incoming = results / INCOMING
     if incoming.is_dir():
         for folder in sorted(incoming.iterdir()):
+            if folder.name == JOBS:
+                continue  # jobs submitted to a cluster, still to be collected: the next pass adopts them
             if folder.name.endswith(_REPLACED) or not folder.is_dir() or _read_record(folder) is None:
                 _remove(folder)
                 done.removed.append(f"{INCOMING}/{folder.name}")
             else:
                 _place(results, folder, folder.name)
-        shutil.rmtree(incoming, ignore_errors=True)
 
     by_evaluation: dict[str, list[tuple[str, str]]] = {}
     other: list[tuple[str, str]] = []

@@ -21,11 +21,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jc_datalad import admission, description, ledger, lock, sandbox, standings
+from jc_datalad import admission, backends, description, ledger, lock, sandbox, standings
 from jc_datalad.admission import Candidate
 from jc_datalad.config import RunnerConfig, Team, load_teams, read_teams
 from jc_datalad.errors import JcError
@@ -178,6 +177,26 @@ def run_once(
         return _pass(config, holding, now or dt.datetime.now(dt.UTC), workers, say)
 
 
+def collect(config: RunnerConfig, *, progress: Callable[[str], None] | None = None,
+            wait: bool = False) -> PassReport:
+    """Record the evaluations that jobs of earlier passes finished (``jc runner collect``); submit nothing.
+
+    Holds the results dataset's lock, like a pass; a job still running stays for later.
+    """
+    say = progress or (lambda msg: None)
+    with lock.hold(config.results, wait=wait, what="jc runner collect") as holding:
+        start = time.perf_counter()
+        report = PassReport(recovered=start_writing(config, holding, say))
+        backend = backends.choose(config, say=say)
+        pending = backend.pending()
+        if pending:
+            _record_finished(config, backend, load_spec(config.challenge), report, say, len(pending))
+        left = len(backend.pending())
+        say(f"{len(report.evaluations)} evaluation(s) recorded, {len(report.retry)} to retry, {left} still running")
+        report.wall_s = time.perf_counter() - start
+        return report
+
+
 def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers: int | None,
           say: Callable[[str], None]) -> PassReport:
     start = time.perf_counter()
@@ -215,16 +234,24 @@ def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers
         ledger.record_seen(config.results, fresh)
         seen, _ = ledger.read_seen(config.results)
 
+    backend = backends.choose(config, workers=workers, say=say)
+    pending = backend.pending()
+    if pending:  # submitted by an earlier pass (a Slurm job array): collected exactly once, never resubmitted
+        _record_finished(config, backend, spec, report, say, len(pending))
+        pending = backend.pending()
     records = [r for _, r in ledger.iter_records(config.results) if isinstance(r, Evaluation)]
+    # evaluations still running elsewhere count toward quotas like those this pass admits
+    records += [_running(spec, t) for t in pending.values()]
     decisions = admission.decide(candidates, config=config, spec=spec, teams=teams, seen=seen,
                                  records=records, overrides=overrides,
-                                 done=ledger.committed_ids(config.results))
+                                 done=ledger.committed_ids(config.results) | set(pending))
     admitted = [d for d in decisions if d.admitted]
     report.already_done = len(candidates) - len(decisions)
     say(f"{len(candidates)} submission head(s): {len(admitted)} to evaluate, "
-        f"{len(decisions) - len(admitted)} rejected, {report.already_done} already in the ledger")
+        f"{len(decisions) - len(admitted)} rejected, {report.already_done} already in the ledger"
+        + (f" or running ({len(pending)} on {backend.name})" if pending else ""))
     if admitted:
-        _evaluate_all(config, admitted, report, workers, say)
+        _evaluate_all(config, backend, spec, admitted, report, say)
     # rejections are recorded after the evaluations, all in one commit: a quota rejection counted
     # the heads admitted before it, and one the platform failed must not have cost that slot
     platform = set(report.retry) | {ev.id for ev in report.evaluations if ev.status is Status.INFRASTRUCTURE}
@@ -253,48 +280,59 @@ def _record_rejections(config: RunnerConfig, spec: ChallengeSpec, decisions: lis
         say(f"{ev.team} {ev.submission['commit'][:12]}: rejected: {ev.reason}")
 
 
-def _evaluate_all(config: RunnerConfig, admitted: list[admission.Decision], report: PassReport,
-                  workers: int | None, say: Callable[[str], None]) -> None:
-    t0 = time.perf_counter()
-    ctx = prepare(config, sorted({d.split for d in admitted}))
-    report.prepare_s = time.perf_counter() - t0
-    say(f"prepared the pass in {report.prepare_s:.2f} s (image {ctx.image_key[:24]}..., hidden "
-        + ", ".join(f"{s}: {len(h.items)} items" for s, h in ctx.hidden.items()) + ")")
+def _evaluate_all(config: RunnerConfig, backend: backends.Backend, spec: ChallengeSpec,
+                  admitted: list[admission.Decision], report: PassReport, say: Callable[[str], None]) -> None:
+    tasks = [backends.Task(d.eval_id, replace(d.candidate.team, name=d.team), d.candidate.commit, d.phase, d.split,
+                           {"branches": list(d.candidate.branches), "first_seen": d.first_seen,
+                            "repository_team": d.candidate.team.name})
+             for d in admitted]
+    backend.submit(tasks)
+    report.prepare_s = float(getattr(backend, "prepare_s", 0.0))
+    _record_finished(config, backend, spec, report, say, len(tasks))
 
-    def job(d: admission.Decision) -> tuple[Evaluation, Path, list[str]]:
-        out = ledger.incoming_dir(config.results, d.eval_id)
-        submission = {"branches": list(d.candidate.branches), "first_seen": d.first_seen,
-                      "repository_team": d.candidate.team.name}
-        ev, cmd = _evaluate_one(config, ctx, replace(d.candidate.team, name=d.team), d.candidate.commit,
-                                d.phase, d.split, out, submission)
-        if ev.status is not Status.INFRASTRUCTURE:
-            # finished: on disk now, so a crash before it is saved keeps it (ledger.recover saves it)
-            ledger.write_record(out, ev)
-        return ev, out, cmd
 
-    total = len(admitted)
+def _running(spec: ChallengeSpec, task: backends.Task) -> Evaluation:
+    """A stand-in record of an evaluation still running elsewhere: it counts toward its team's quota."""
+    return Evaluation(id=task.eval_id, challenge=spec.summary(), team=task.team.name,
+                      submission={"commit": task.commit, "first_seen": task.submission.get("first_seen", "")},
+                      phase=task.phase, split=task.split, status=Status.EVALUATED)
+
+
+def _record_finished(config: RunnerConfig, backend: backends.Backend, spec: ChallengeSpec, report: PassReport,
+                     say: Callable[[str], None], total: int) -> None:
+    """Record what the backend finished, in one place, in order of completion; a platform fault is
+    retried on a later pass (at most INFRASTRUCTURE_TRIES times) and never counts against a quota."""
     retries = _Retries(config.work / _RETRIES)
-    with ThreadPoolExecutor(max_workers=workers or config.workers) as pool:
-        futures = [pool.submit(job, d) for d in admitted]
-        for number, future in enumerate(as_completed(futures), 1):
-            ev, out, cmd = future.result()
-            if ev.status is Status.INFRASTRUCTURE:
-                tries = retries.add(ev.id)
-                if tries < INFRASTRUCTURE_TRIES:
-                    shutil.rmtree(out, ignore_errors=True)
-                    report.retry.append(ev.id)
-                    say(f"[{number}/{total}] {ev.team} {ev.submission['commit'][:12]}: platform error "
-                        f"(try {tries} of {INFRASTRUCTURE_TRIES}), tried again next pass: {(ev.reason or '')[:160]}")
-                    continue
-                ev = replace(ev, reason=f"platform error after {tries} tries, not counted against the "
-                                        f"team's quota: {ev.reason or 'no detail'}")
-                ledger.write_record(out, ev)
-            t_rec = time.perf_counter()
-            ledger.commit(config.results, out, ev, cmd or ["true"])
-            retries.forget(ev.id)
-            ev.stages["record"] = round(time.perf_counter() - t_rec, 4)
-            report.evaluations.append(ev)
-            say(_progress_line(number, total, ev, ctx))
+    for number, fin in enumerate(backend.collect(), 1):
+        ev, out, cmd = fin.evaluation, fin.folder, fin.command
+        if ev.status is Status.INFRASTRUCTURE:
+            tries = retries.add(ev.id)
+            if tries < INFRASTRUCTURE_TRIES:
+                shutil.rmtree(out, ignore_errors=True)
+                backend.forget(ev.id)
+                report.retry.append(ev.id)
+                say(f"[{number}/{total}] {ev.team} {ev.submission['commit'][:12]}: platform error "
+                    f"(try {tries} of {INFRASTRUCTURE_TRIES}), tried again next pass: {(ev.reason or '')[:160]}")
+                continue
+            ev = replace(ev, reason=f"platform error after {tries} tries, not counted against the "
+                                    f"team's quota: {ev.reason or 'no detail'}")
+            ledger.write_record(out, ev)
+        t_rec = time.perf_counter()
+        ledger.commit(config.results, out, ev, cmd or ["true"])
+        backend.forget(ev.id)
+        retries.forget(ev.id)
+        ev.stages["record"] = round(time.perf_counter() - t_rec, 4)
+        report.evaluations.append(ev)
+        say(_progress_line(number, total, ev, spec.metrics.primary))
+
+
+def run_task(config: RunnerConfig, ctx: Context, task: backends.Task, out: Path) -> backends.Finished:
+    """The one evaluation code path of every backend: evaluate ``task`` into ``out`` and write its
+    record there at once (a folder with a record is finished: a crash before it is saved keeps it)."""
+    ev, cmd = _evaluate_one(config, ctx, task.team, task.commit, task.phase, task.split, out, task.submission)
+    if ev.status is not Status.INFRASTRUCTURE:
+        ledger.write_record(out, ev)
+    return backends.Finished(task, out, ev, cmd)
 
 
 class _Retries:
@@ -371,8 +409,7 @@ def final_tags(config: RunnerConfig, spec: ChallengeSpec, teams: dict[str, Team]
     return out
 
 
-def _progress_line(number: int, total: int, ev: Evaluation, ctx: Context) -> str:
-    primary = ctx.spec.metrics.primary
+def _progress_line(number: int, total: int, ev: Evaluation, primary: str) -> str:
     head = f"[{number}/{total}] {ev.team} {ev.submission['commit'][:12]}: {ev.status.value}"
     if ev.status is Status.EVALUATED:
         head += f" {primary}={ev.public.get(primary, float('nan')):.4f} (public)"
