@@ -137,7 +137,7 @@ class InstanceScore:
     dic : int
         Predicted minus true object count.
     abs_dic : int
-        ``|dic|`` (-1 for a legacy shape mismatch).
+        ``|dic|``, never negative (1 for a legacy shape mismatch, where ``dic`` is -1).
     fg_dice : float
         Dice of the foregrounds.
     matches : tuple of Matching
@@ -171,8 +171,9 @@ def score_instances(
     legacy_cvppp : bool
         Compute best Dice, SBD, DiC and foreground Dice as the 2017 CVPPP
         script does (see :mod:`scorers.legacy_cvppp`); the matching keeps the
-        modern definition. A shape mismatch is then scored (0, -1, 0; every
-        object unmatched) instead of raised.
+        modern definition. A shape mismatch is then scored (best Dice 0, DiC
+        -1, |DiC| 1, foreground Dice 0; every object unmatched) instead of
+        raised.
 
     Returns
     -------
@@ -417,11 +418,13 @@ def abs_dic(truth: ArrayLike, prediction: ArrayLike, *, legacy_cvppp: bool = Fal
     truth, prediction : array_like of int
         Label images of the same shape.
     legacy_cvppp : bool
-        As :func:`dic`; -1 on a shape mismatch, as the script returns.
+        ``AbsDiffFGLabels`` of the 2017 CVPPP script: ``|dic|`` of the legacy
+        :func:`dic`, so 1 on a shape mismatch (where :func:`dic` is -1).
 
     Returns
     -------
     int
+        Never negative.
 
     References
     ----------

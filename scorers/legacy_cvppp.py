@@ -12,8 +12,8 @@ explicit mode (``legacy_cvppp=True``) rather than silently mixed in:
   assumes consecutive ids;
 * an image holding a single value scores best Dice 0 (so two empty images
   give SBD 0, not 1);
-* a shape mismatch is not an error: best Dice 0, DiC -1 (also for |DiC|),
-  foreground Dice 0.
+* a shape mismatch is not an error: best Dice 0, DiC -1, |DiC| 1 (the
+  script's ``AbsDiffFGLabels`` is ``np.abs(DiffFGLabels)``), foreground Dice 0.
 
 The script loops over every pair of ids with full-image masks; here the same
 numbers come from one overlap table. The script's Python-2-era arithmetic on
@@ -60,7 +60,7 @@ class LegacyScore:
     dic : int
         ``DiffFGLabels``: -1 on a shape mismatch.
     abs_dic : int
-        ``AbsDiffFGLabels``: -1 on a shape mismatch.
+        ``AbsDiffFGLabels``, ``|dic|``: 1 on a shape mismatch, never negative.
     fg_dice : float
         ``FGBGDice``.
     """
@@ -73,7 +73,8 @@ class LegacyScore:
     fg_dice: float
 
 
-_MISMATCH = LegacyScore(0.0, 0.0, 0.0, -1, -1, 0.0)
+# DiffFGLabels returns -1 on a shape mismatch and AbsDiffFGLabels its absolute value, 1.
+_MISMATCH = LegacyScore(0.0, 0.0, 0.0, -1, 1, 0.0)
 
 
 def _legacy_labels(value: ArrayLike, name: str) -> NDArray[Any]:

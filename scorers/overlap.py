@@ -4,8 +4,13 @@ Every instance-segmentation score (best Dice, DiC, foreground Dice, IoU
 matching, panoptic quality) is a function of three things: the area of each
 true object, the area of each predicted object, and the number of pixels each
 (true, predicted) pair shares. :func:`label_overlap` computes all three with a
-single ``np.bincount`` over a combined pair code, so a 2048x2048 image with
-thousands of objects costs a few tens of milliseconds and no per-object loop.
+single ``np.bincount`` over a combined pair code, with no per-object loop.
+
+Label images are mostly long runs of one (true, predicted) pair along a row, so
+the pixels are first run-length coded (two comparisons and one ``flatnonzero``
+over the image) and the bincounts weigh each run by its length: a 2048x2048
+pair with 1,500 objects has ~190,000 runs, and its table costs a few
+milliseconds. Images with short runs (noise) are tabulated pixel by pixel.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ _DENSE_MIN_CELLS = 1 << 22
 # Ids up to this bound are compacted through a lookup table (a bincount);
 # larger ids (uint32/int64 hashes, say) go through np.unique.
 _LUT_MAX_ID = 1 << 24
+# Run-length code the pixels when that shrinks them at least this much; below it
+# the extra passes cost more than they save. Tiny images skip the coding.
+_RUN_GAIN = 4
+_RUN_MIN_PIXELS = 1 << 12
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,32 +90,35 @@ class LabelOverlap:
 class _Index:
     """Distinct non-zero ids of one image, their areas, and how to code pixels.
 
-    Codes are 1..n for the objects (in id order) and 0 for background.
+    Codes are 1..n for the objects (in id order) and 0 for background. With
+    ``weights`` (run lengths), ``flat`` holds one value per run and areas are
+    the weighted counts.
     """
 
-    def __init__(self, flat: NDArray[Any]) -> None:
+    def __init__(self, flat: NDArray[Any], weights: NDArray[np.int64] | None = None) -> None:
         if flat.dtype == np.uint64 and int(flat.max()) < 2**63:
             flat = flat.astype(np.int64)  # bincount and fancy indexing want signed ids
         self.flat = flat
         max_id = int(flat.max())
         self.codes: NDArray[np.intp] | None = None
         if max_id <= _LUT_MAX_ID and max_id <= 4 * flat.size + 65536:
-            counts = np.bincount(flat, minlength=max_id + 1)
+            counts = np.bincount(flat, weights=weights, minlength=max_id + 1)
             ids = np.flatnonzero(counts)
             ids = ids[ids > 0]
             self.max_id = max_id
             self.ids: NDArray[Any] = ids.astype(flat.dtype)
-            self.areas: NDArray[np.int64] = counts[ids].astype(np.int64)
+            self.areas: NDArray[np.int64] = _counts(counts[ids])
         else:
-            values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+            values, inverse = np.unique(flat, return_inverse=True)
             codes = inverse.reshape(-1).astype(np.intp)
+            areas = _counts(np.bincount(codes, weights=weights, minlength=len(values)))
             if values[0] == 0:
-                values, counts = values[1:], counts[1:]
+                values, areas = values[1:], areas[1:]
             else:
                 codes += 1
             self.codes = codes
             self.ids = values
-            self.areas = counts.astype(np.int64)
+            self.areas = areas
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -120,6 +132,34 @@ class _Index:
         lut = np.zeros(self.max_id + 1, dtype=np.intp if wide else np.int32)
         lut[self.ids] = np.arange(1, n + 1, dtype=lut.dtype) * stride
         return lut[self.flat]
+
+
+def _counts(counts: NDArray[Any]) -> NDArray[np.int64]:
+    """Pixel counts as int64; weighted bincounts sum whole run lengths, exact in float64."""
+    return counts if counts.dtype == np.int64 else counts.astype(np.int64)
+
+
+def _runs(
+    t: NDArray[Any], p: NDArray[Any]
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[np.int64]] | None:
+    """Run-length code of the flat pixel pairs: (true id, predicted id, length) per run.
+
+    None when the runs are too short for the coding to pay (noise, tiny images).
+    """
+    n = t.size
+    if n < _RUN_MIN_PIXELS:
+        return None
+    change = np.not_equal(t[1:], t[:-1])
+    change |= np.not_equal(p[1:], p[:-1])
+    n_runs = int(np.count_nonzero(change)) + 1
+    if n_runs * _RUN_GAIN > n:
+        return None
+    starts = np.empty(n_runs, dtype=np.intp)
+    starts[0] = 0
+    np.add(np.flatnonzero(change), 1, out=starts[1:])
+    del change
+    lengths = np.diff(starts, append=n).astype(np.int64)
+    return t[starts], p[starts], lengths
 
 
 def label_overlap(truth: ArrayLike, prediction: ArrayLike) -> LabelOverlap:
@@ -144,10 +184,11 @@ def label_overlap(truth: ArrayLike, prediction: ArrayLike) -> LabelOverlap:
 
     Notes
     -----
-    Both images are compacted to consecutive codes and a single bincount over
-    ``code_true * (n_pred + 1) + code_pred`` gives the contingency table, the
-    same table as StarDist's ``label_overlap`` [1]_ but without a Python or
-    JIT loop over pixels.
+    The pixels are run-length coded along the flattened image (when runs are
+    long enough to pay), both images are compacted to consecutive codes, and a
+    single bincount over ``code_true * (n_pred + 1) + code_pred``, weighted by
+    run length, gives the contingency table: the same table as StarDist's
+    ``label_overlap`` [1]_ but without a Python or JIT loop over pixels.
 
     References
     ----------
@@ -160,32 +201,46 @@ def label_overlap(truth: ArrayLike, prediction: ArrayLike) -> LabelOverlap:
     return _label_overlap(t, p)
 
 
+def _pair_sums(
+    key: NDArray[np.int64], lengths: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Distinct pair codes and the summed run lengths of each: a group-by by one sort.
+
+    A code (< 2**31) and a length (< 2**32) packed in one int64 sort together, so
+    no argsort and no table over every possible pair is needed.
+    """
+    if len(key) == 0:
+        return key, lengths
+    if int(key.max()) >= 2**31 or int(lengths.max()) >= 2**32:
+        pairs, inverse = np.unique(key, return_inverse=True)
+        sums = np.bincount(inverse.reshape(-1), weights=lengths, minlength=len(pairs))
+        return pairs, _counts(sums)
+    packed = key << 32
+    packed |= lengths
+    packed.sort()
+    codes = packed >> 32
+    first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    return codes[first], np.add.reduceat(packed & 0xFFFFFFFF, first)
+
+
 def _label_overlap(t: NDArray[Any], p: NDArray[Any]) -> LabelOverlap:
     """:func:`label_overlap` for validated inputs."""
-    ti, pi = _Index(t.reshape(-1)), _Index(p.reshape(-1))
-    n_t, n_p = len(ti) + 1, len(pi) + 1
-    cells = n_t * n_p
-    if cells <= max(_DENSE_MIN_CELLS, t.size):
-        # Dense: pair code = t_code * n_p + p_code, one bincount over all pixels.
-        key = ti.coded(stride=n_p)
-        np.add(key, pi.coded(), out=key)
-        table = np.bincount(key, minlength=cells)
-        del key
-        nz = np.flatnonzero(table)
-        rows, cols = np.divmod(nz, n_p)
-        inner = (rows > 0) & (cols > 0)
-        inter = table[nz[inner]].astype(np.int64)
-        rows, cols = rows[inner] - 1, cols[inner] - 1
+    n_pixels = int(t.size)
+    runs = _runs(t.reshape(-1), p.reshape(-1))
+    if runs is not None:
+        t_runs, p_runs, lengths = runs
+        ti, pi = _Index(t_runs, lengths), _Index(p_runs, lengths)
+        n_p = len(pi) + 1
+        # Every run, background included: a boolean selection costs more than sorting them.
+        key = ti.coded().astype(np.int64) * n_p
+        key += pi.coded()
+        pairs, sums = _pair_sums(key, lengths)
+        rows, cols = np.divmod(pairs, n_p)
+        inner = np.flatnonzero((rows > 0) & (cols > 0))
+        rows, cols, inter = rows[inner] - 1, cols[inner] - 1, sums[inner]
     else:
-        # Sparse: too many id pairs for a table; sort the doubly-foreground codes.
-        tc, pc = ti.coded(), pi.coded()
-        both = (tc > 0) & (pc > 0)
-        key = tc[both].astype(np.int64) * n_p + pc[both]
-        del tc, pc, both
-        pairs, counts = np.unique(key, return_counts=True)
-        rows = (pairs // n_p - 1).astype(np.intp)
-        cols = (pairs % n_p - 1).astype(np.intp)
-        inter = counts.astype(np.int64)
+        ti, pi = _Index(t.reshape(-1)), _Index(p.reshape(-1))
+        rows, cols, inter = _pixel_pairs(ti, pi, n_pixels)
     return LabelOverlap(
         truth_ids=ti.ids,
         pred_ids=pi.ids,
@@ -194,5 +249,30 @@ def _label_overlap(t: NDArray[Any], p: NDArray[Any]) -> LabelOverlap:
         rows=rows.astype(np.intp),
         cols=cols.astype(np.intp),
         intersections=inter,
-        n_pixels=int(t.size),
+        n_pixels=n_pixels,
     )
+
+
+def _pixel_pairs(
+    ti: _Index, pi: _Index, n_pixels: int
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[np.int64]]:
+    """Overlapping pairs counted pixel by pixel (short runs: noise, tiny images)."""
+    n_t, n_p = len(ti) + 1, len(pi) + 1
+    cells = n_t * n_p
+    if cells <= max(_DENSE_MIN_CELLS, n_pixels):
+        # Dense: pair code = t_code * n_p + p_code, one bincount over all pixels.
+        key = ti.coded(stride=n_p)
+        np.add(key, pi.coded(), out=key)
+        table = np.bincount(key, minlength=cells)
+        del key
+        nz = np.flatnonzero(table)
+        rows, cols = np.divmod(nz, n_p)
+        inner = (rows > 0) & (cols > 0)
+        return rows[inner] - 1, cols[inner] - 1, _counts(table[nz[inner]])
+    # Sparse: too many id pairs for a table; sort the doubly-foreground codes.
+    tc, pc = ti.coded(), pi.coded()
+    both = (tc > 0) & (pc > 0)
+    key = tc[both].astype(np.int64) * n_p + pc[both]
+    del tc, pc, both
+    pairs, counts = np.unique(key, return_counts=True)
+    return pairs // n_p - 1, pairs % n_p - 1, _counts(counts)

@@ -249,13 +249,38 @@ def test_legacy_known_behaviour():
     t[0, 0], t[1, 1] = 1, 3  # id 2 absent: still counts in the divisor
     assert scorers.best_dice(p := t.copy(), t, legacy_cvppp=True) == pytest.approx(2 / 3)
     assert scorers.dic(t, p[:, :3], legacy_cvppp=True) == -1
-    assert scorers.abs_dic(t, p[:, :3], legacy_cvppp=True) == -1
+    assert scorers.abs_dic(t, p[:, :3], legacy_cvppp=True) == 1  # |DiffFGLabels| = |-1|
     assert scorers.symmetric_best_dice(t, p[:, :3], legacy_cvppp=True) == 0.0
     assert scorers.foreground_dice(t, p[:, :3], legacy_cvppp=True) == 0.0
     # background is the lowest value, here 5
     assert scorers.symmetric_best_dice(t + 5, p + 5, legacy_cvppp=True) == pytest.approx(2 / 3)
     out = scorers.instance_segmentation(t, p[:, :3], legacy_cvppp=True)
-    assert (out["sbd"], out["dic"], out["fg_dice"], out["tp_50"]) == (0.0, -1.0, 0.0, 0.0)
+    assert (out["sbd"], out["dic"], out["abs_dic"], out["fg_dice"], out["tp_50"]) == (
+        0.0, -1.0, 1.0, 0.0, 0.0)
+
+
+def script_diff_fg(a, b):
+    """DiffFGLabels of the 2017 script (a: prediction, b: truth)."""
+    if a.shape != b.shape:
+        return -1
+    return (int(a.max()) - int(a.min())) - (int(b.max()) - int(b.min()))
+
+
+def script_abs_diff_fg(a, b):
+    """AbsDiffFGLabels of the 2017 script: np.abs(DiffFGLabels(a, b))."""
+    return np.abs(script_diff_fg(a, b))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 5), st.integers(1, 5)), elements=st.integers(0, 6)),
+       arrays(np.uint8, st.tuples(st.integers(1, 5), st.integers(1, 5)), elements=st.integers(0, 6)))
+def test_legacy_dic_and_abs_dic_match_script_on_any_shapes(t, p):
+    expected_abs = script_abs_diff_fg(p, t)
+    assert scorers.dic(t, p, legacy_cvppp=True) == script_diff_fg(p, t)
+    assert scorers.abs_dic(t, p, legacy_cvppp=True) == expected_abs >= 0
+    score = scorers.score_instances(t, p, legacy_cvppp=True)
+    assert (score.dic, score.abs_dic) == (script_diff_fg(p, t), expected_abs)
+    assert scorers.instance_segmentation(t, p, legacy_cvppp=True)["abs_dic"] == expected_abs
 
 
 # --- speed and memory on a mid-size image (the 2048 figures are in benchmarks/) --
@@ -273,6 +298,51 @@ def test_memory_stays_proportional():
     tracemalloc.stop()
     table = 8 * 1025 * 1025  # the dense (n_true + 1) x (n_pred + 1) int64 table
     assert peak < 16 * t.size + table  # codes and pair key: ~12 bytes per pixel
+
+
+def _long_run_pair(rng, shape, n_objects):
+    """Label images of rectangles: long runs along rows, as real label images have."""
+    t = np.zeros(shape, np.uint16)
+    p = np.zeros(shape, np.uint16)
+    for img, ids in ((t, rng.choice(60000, n_objects, replace=False) + 1),
+                     (p, rng.choice(60000, n_objects, replace=False) + 1)):
+        for i in ids:
+            y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+            img[y:y + rng.integers(1, 30), x:x + rng.integers(1, 40)] = i
+    return t, p
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_run_length_path_equals_pixel_path(monkeypatch, seed):
+    import scorers.overlap as overlap
+
+    rng = np.random.default_rng(seed)
+    t, p = _long_run_pair(rng, (128, 96), int(rng.integers(1, 60)))
+    assert overlap._runs(t.reshape(-1), p.reshape(-1)) is not None  # the run path is taken
+    runs = overlap.label_overlap(t, p)
+    by_runs = (scorers.score_instances(t, p), scorers.score_instances(t, p, legacy_cvppp=True))
+    monkeypatch.setattr(overlap, "_RUN_GAIN", 10**9)  # never worth it: pixel by pixel
+    assert overlap._runs(t.reshape(-1), p.reshape(-1)) is None
+    pixels = overlap.label_overlap(t, p)
+    for name in ("truth_ids", "pred_ids", "truth_areas", "pred_areas", "rows", "cols",
+                 "intersections"):
+        assert np.array_equal(getattr(runs, name), getattr(pixels, name)), name
+        assert getattr(runs, name).dtype.kind == getattr(pixels, name).dtype.kind, name
+    assert by_runs == (scorers.score_instances(t, p), scorers.score_instances(t, p, legacy_cvppp=True))
+    for m, naive in zip(scorers.match_instances(t, p, thresholds=(0.5, 0.7)),
+                        (naive_matching(t, p, 0.5), naive_matching(t, p, 0.7)), strict=True):
+        assert (m.tp, m.fp, m.fn) == naive[:3]
+
+
+def test_pair_sums_wide_codes_and_long_runs():
+    import scorers.overlap as overlap
+
+    key = np.array([5, 2**40, 5, 3, 2**40], dtype=np.int64)  # beyond the packed sort's 31 bits
+    lengths = np.array([1, 2, 3, 2**33, 4], dtype=np.int64)
+    pairs, sums = overlap._pair_sums(key, lengths)
+    assert pairs.tolist() == [3, 5, 2**40] and sums.tolist() == [2**33, 4, 6]
+    pairs, sums = overlap._pair_sums(np.array([7, 1, 7], np.int64), np.array([2, 3, 4], np.int64))
+    assert pairs.tolist() == [1, 7] and sums.tolist() == [3, 6]
 
 
 def test_sparse_and_unique_paths_agree_with_dense(monkeypatch):
