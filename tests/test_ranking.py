@@ -1,0 +1,185 @@
+"""Ranking statistics (site_generator.ranking) against values computed independently with scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from site_generator import ranking
+
+
+def scores(teams: int, items: int, seed: int = 1, decimals: int = 2) -> np.ndarray:
+    """Rounded scores: ties and zero differences occur, as in real per-item scores."""
+    rng = np.random.default_rng(seed)
+    return np.round(np.linspace(0.8, 0.5, teams)[:, None] + rng.normal(0, 0.1, (teams, items)), decimals)
+
+
+def test_bootstrap_intervals_are_scipys_percentile_intervals() -> None:
+    s = scores(4, 12)
+    m = ranking.Matrix(teams=("a", "b", "c", "d"), items=tuple(f"i{n}" for n in range(12)), scores=s)
+    result = ranking.compute(m, "max", "public", resamples=200, seed=3)
+    ref = stats.bootstrap((s,), np.mean, axis=-1, vectorized=True, method="percentile", n_resamples=200,
+                          rng=np.random.default_rng(3))
+    assert [t.mean_low for t in result.teams] == pytest.approx(ref.confidence_interval.low, abs=1e-12)
+    assert [t.mean_high for t in result.teams] == pytest.approx(ref.confidence_interval.high, abs=1e-12)
+    assert [t.mean for t in result.teams] == pytest.approx(s.mean(axis=1))
+
+
+def test_bootstrap_ranks_follow_each_resample() -> None:
+    s = scores(5, 9, seed=4)
+    idx = ranking.resample_indices(9, 50, 7)
+    means = ranking.bootstrap_means(s, idx)
+    assert means == pytest.approx(np.stack([s[:, row].mean(axis=1) for row in idx]), abs=1e-12)
+    ranks = ranking.ranks_of(means)
+    for b in range(50):  # rank 1 = highest mean; ties keep the official (row) order
+        expected = stats.rankdata(-means[b], method="ordinal")
+        assert ranks[b].tolist() == expected.tolist()
+    m = ranking.Matrix(teams=tuple("abcde"), items=tuple(f"i{n}" for n in range(9)), scores=s)
+    result = ranking.compute(m, "max", "public", resamples=50, seed=7)
+    for t, team in enumerate(result.teams):
+        assert sum(result.rank_counts[t]) == 50
+        assert team.rank_low == int(np.quantile(ranks[:, t], 0.025, method="lower"))
+        assert team.rank_high == int(np.quantile(ranks[:, t], 0.975, method="higher"))
+        assert team.rank_low <= team.rank_median <= team.rank_high
+
+
+@pytest.mark.parametrize("items", [30, 80])  # scipy's exact and asymptotic paths
+def test_pairwise_tests_are_scipys_wilcoxon_in_both_directions(items: int) -> None:
+    s = scores(5, items, seed=items)
+    s[3] = s[2]  # a pair without any difference: no evidence either way
+    statistic, p = ranking.wilcoxon_pairs(s)
+    for i in range(5):
+        for j in range(5):
+            if i == j:
+                assert np.isnan(p[i, j])
+                continue
+            d = s[i] - s[j]
+            if not d.any():
+                assert p[i, j] == 1.0
+                continue
+            ref = stats.wilcoxon(s[i], s[j], alternative="greater")
+            assert p[i, j] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15), (i, j)
+            assert statistic[i, j] == pytest.approx(ref.statistic), (i, j)
+
+
+def test_pairwise_tests_in_processes_are_the_same() -> None:
+    s = scores(40, 60, seed=9)
+    one = ranking.wilcoxon_pairs(s)
+    two = ranking.wilcoxon_pairs(s, processes=2)
+    assert np.array_equal(one[0], two[0], equal_nan=True) and np.array_equal(one[1], two[1], equal_nan=True)
+
+
+def test_holm_step_down() -> None:
+    p = np.array([[np.nan, 0.01, 0.04], [0.03, np.nan, 0.005], [0.5, 0.2, np.nan]])
+    adjusted = ranking.holm(p)
+    # by hand: m = 6; sorted 0.005 0.01 0.03 0.04 0.2 0.5 times 6 5 4 3 2 1 -> 0.03 0.05 0.12 0.12 0.4 0.5
+    expected = np.array([[np.nan, 0.05, 0.12], [0.12, np.nan, 0.03], [0.5, 0.4, np.nan]])
+    assert np.allclose(adjusted, expected, equal_nan=True)
+    assert ranking.holm(np.array([0.5, 0.9])).tolist() == [1.0, 1.0]  # capped at 1
+
+
+def test_tiers_start_where_the_leader_is_significantly_better() -> None:
+    sig = np.zeros((5, 5), bool)
+    sig[0, 2:] = True  # team 0 beats 2, 3, 4
+    sig[2, 4] = True  # team 2 beats 4, not 3
+    sig[1, 3] = True  # not the leader of a tier: ignored
+    assert ranking.tiers(sig) == [1, 1, 2, 2, 3]
+    assert ranking.tiers(np.zeros((3, 3), bool)) == [1, 1, 1]
+
+
+def test_ranking_methods_and_kendall_tau() -> None:
+    s = scores(6, 40, seed=11)
+    s[[1, 4]] = s[[4, 1]]  # the official order is not the order of the means
+    m = ranking.Matrix(teams=tuple("abcdef"), items=tuple(f"i{n}" for n in range(40)), scores=s)
+    result = ranking.compute(m, "max", "public", resamples=20)
+    by = {mt.name: mt for mt in result.methods}
+    assert set(by) == set(ranking.METHODS)
+    official = list(range(1, 7))
+    means = s.mean(axis=1)
+    expected_mean = [1 + sum(other > mine for other in means) for mine in means]
+    assert list(by["mean-then-rank"].ranks) == expected_mean
+    medians = np.median(s, axis=1)
+    assert list(by["median-then-rank"].ranks) == [1 + sum(o > x for o in medians) for x in medians]
+    per_item = np.array([[1 + np.sum(s[:, i] > s[t, i]) + (np.sum(s[:, i] == s[t, i]) - 1) / 2 for i in range(40)]
+                         for t in range(6)])
+    mean_rank = per_item.mean(axis=1)
+    assert list(by["rank-then-mean"].ranks) == [1 + sum(o < x for o in mean_rank) for x in mean_rank]
+    wins = [sum(p.significant for p in result.pairs if p.team == team) for team in "abcdef"]
+    assert list(by["test-based"].ranks) == [1 + sum(w > x for w in wins) for x in wins]
+    for mt in result.methods:
+        if mt.tau is not None:
+            ref = stats.kendalltau(official, mt.ranks)
+            assert mt.tau == pytest.approx(ref.statistic) and mt.p_value == pytest.approx(ref.pvalue)
+    assert by["mean-then-rank"].tau is not None and by["mean-then-rank"].tau < 1.0
+
+
+def test_pairs_are_holm_adjusted_and_named() -> None:
+    s = scores(4, 60, seed=2)
+    m = ranking.Matrix(teams=tuple("wxyz"), items=tuple(f"i{n}" for n in range(60)), scores=s)
+    result = ranking.compute(m, "max", "public", resamples=20)
+    assert len(result.pairs) == 12
+    raw = np.array([p.p_value for p in result.pairs])
+    assert [p.p_holm for p in result.pairs] == pytest.approx(ranking.holm(raw).tolist())
+    assert all(p.significant == (p.p_holm < ranking.ALPHA) for p in result.pairs)
+    first = result.pairs[0]
+    assert (first.team, first.other) == ("w", "x")
+    assert first.p_value == pytest.approx(stats.wilcoxon(s[0], s[1], alternative="greater").pvalue)
+    # the best team is significantly better than the worst: tiers split
+    assert result.teams[-1].tier > 1
+
+
+def test_direction_min_ranks_the_lowest_first() -> None:
+    s = scores(3, 20, seed=5)[::-1].copy()  # the lowest scores first
+    m = ranking.Matrix(teams=tuple("abc"), items=tuple(f"i{n}" for n in range(20)), scores=s)
+    result = ranking.compute(m, "min", "public", resamples=100)
+    assert [t.rank_median for t in result.teams] == [1.0, 2.0, 3.0]
+    assert [t.mean for t in result.teams] == pytest.approx(s.mean(axis=1))  # in the metric's own units
+    assert all(t.mean_low <= t.mean <= t.mean_high for t in result.teams)
+    assert next(p for p in result.pairs if (p.team, p.other) == ("a", "c")).p_value < 0.01
+    with pytest.raises(ValueError, match="direction"):
+        ranking.compute(m, "up", "public")
+
+
+def test_matrix_reads_one_part_and_marks_missing_items() -> None:
+    def item(name: str, part: str, value: object, error: str | None = None) -> dict:
+        return {"name": name, "part": part, "metrics": {"dice": value}, "error": error}
+
+    entries = [
+        ("a", [item("x", "public", 0.9), item("y", "public", 0.8), item("s", "private", 0.1)]),
+        ("b", [item("x", "public", 0.7), item("y", "public", None, "no prediction"),
+               item("z", "public", "high"), "not an item", item("w", "public", float("nan"))]),
+        ("c", "not a list"),
+    ]
+    m = ranking.matrix(entries, "dice", "public")
+    assert m.teams == ("a", "b", "c") and m.items == ("w", "x", "y", "z")
+    assert np.array_equal(m.scores, [[np.nan, 0.9, 0.8, np.nan], [np.nan, 0.7, np.nan, np.nan],
+                                     [np.nan] * 4], equal_nan=True)
+    private = ranking.matrix(entries, "dice", "private")
+    assert private.items == ("s",) and private.scores.shape == (3, 1)
+
+
+def test_missing_items_get_the_worst_score_and_too_few_items_no_statistics() -> None:
+    s = scores(3, 10, seed=6)
+    s[1, :2] = np.nan  # 8 of 10 scored: imputed
+    s[2, :6] = np.nan  # 4 of 10 scored: fewer than half, left out
+    m = ranking.Matrix(teams=tuple("abc"), items=tuple(f"i{n}" for n in range(10)), scores=s)
+    result = ranking.compute(m, "max", "public", resamples=50)
+    assert [t.team for t in result.teams] == ["a", "b"] and result.left_out == (("c", 4),)
+    worst = np.nanmin(s)
+    filled = np.where(np.isnan(s[1]), worst, s[1])
+    b = result.teams[1]
+    assert (b.scored, b.missing) == (8, 2) and b.mean == pytest.approx(filled.mean())
+    # direction min: the worst is the highest score
+    flipped = ranking.compute(m, "min", "public", resamples=50)
+    assert flipped.teams[1].mean == pytest.approx(np.where(np.isnan(s[1]), np.nanmax(s), s[1]).mean())
+    # no team with enough items: nothing at all
+    assert ranking.compute(ranking.Matrix(("a",), ("i",), np.array([[0.5]])), "max", "public").teams == ()
+    assert ranking.min_items(3) == ranking.MIN_ITEMS and ranking.min_items(1000) == 500
+
+
+def test_same_scores_give_the_same_statistics() -> None:
+    s = scores(6, 30, seed=8)
+    m = ranking.Matrix(teams=tuple("abcdef"), items=tuple(f"i{n}" for n in range(30)), scores=s)
+    assert ranking.compute(m, "max", "public") == ranking.compute(m, "max", "public")
+    assert ranking.compute(m, "max", "public").resamples == 1000
