@@ -316,6 +316,8 @@ def recover(results: Path) -> Recovery:
                 done.removed.append(f"{INCOMING}/{folder.name}")
             else:
                 _place(results, folder, folder.name)
+        if not any(incoming.iterdir()):
+            incoming.rmdir()
 
     by_evaluation: dict[str, list[tuple[str, str]]] = {}
     other: list[tuple[str, str]] = []

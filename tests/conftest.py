@@ -170,6 +170,31 @@ def arena(challenge, work) -> Arena:
     return Arena(challenge, work, config, teams)
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node Slurm (munged, slurmctld, slurmd, without systemd) for the session;
+    clients reach it through SLURM_CONF. Stopped at the end of the session."""
+    from slurm_cluster import Cluster, missing
+
+    why = missing()
+    if why:
+        pytest.skip(f"no Slurm here: {why}")
+    root = tmp_path_factory.mktemp("slurm")
+    _reachable(root)
+    cluster = Cluster(root)
+    before = os.environ.get("SLURM_CONF")
+    try:
+        cluster.start()
+        os.environ["SLURM_CONF"] = str(cluster.conf)
+        yield cluster
+    finally:
+        cluster.stop()
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before
+
+
 # git-annex ships in the venv; DataLad looks for it on PATH
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
