@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validate import as_1d_labels, as_finite, same_length
+from ._validate import _as_array, as_1d_labels, same_length
 from .errors import ScorerError
 
 __all__ = ["accuracy", "balanced_accuracy", "f1", "class_labels", "roc_auc"]
@@ -203,41 +203,181 @@ def f1(
     raise ScorerError(f"f1: average must be 'binary' or 'macro', got {average!r}")
 
 
-def roc_auc(truth: ArrayLike, scores: ArrayLike, *, pos_label: Any = 1) -> float:
-    """Area under the ROC curve of a binary task, from continuous scores.
+def roc_auc(
+    truth: ArrayLike,
+    scores: ArrayLike,
+    *,
+    pos_label: Any = None,
+    labels: ArrayLike | None = None,
+) -> float:
+    """Area under the ROC curve, binary or multiclass one-vs-rest, from scores.
 
     Parameters
     ----------
-    truth : array_like
-        Binary class labels; both classes must occur.
-    scores : array_like of float
-        Higher means more likely ``pos_label``.
-    pos_label : int, bool or str
-        The positive class.
+    truth : array_like, shape (n,)
+        Class labels (integers, bools, integral floats or strings).
+    scores : array_like of float, shape (n,) or (n, k)
+        Shape (n,): a binary task; higher means more likely the positive class.
+        Shape (n, k): one column per class (e.g. class probabilities), the
+        columns in the order of ``labels``; rows need not sum to 1.
+    pos_label : int, bool or str, optional
+        The positive class of a binary task; default the larger of the two
+        labels (1 of 0/1, 2000 of 1000/2000, ``'M'`` of ``'F'``/``'M'``), as
+        scikit-learn. Not allowed with three or more classes.
+    labels : array_like, optional
+        With 2-D scores: the class of each column. Default: the distinct truth
+        labels, sorted (scikit-learn's order).
 
     Returns
     -------
     float
-        The Mann-Whitney probability that a random positive outscores a random
-        negative, ties counting one half.
+        Binary: the Mann-Whitney probability that a random positive outscores a
+        random negative, ties counting one half (the trapezoidal ROC area).
+        Shape (n, 2): the same for the column of the positive class. Three or
+        more classes: the unweighted mean over the classes of the one-vs-rest
+        AUC of each class's column (scikit-learn's ``roc_auc_score(...,
+        multi_class="ovr", average="macro")``).
+
+    Raises
+    ------
+    ScorerError
+        A class of the task never occurs in the truth (its AUC is undefined),
+        1-D scores with more than two classes, a column count that differs from
+        the number of classes, a truth label without a column, ``pos_label``
+        absent or given for a multiclass task, NaN or infinite scores.
 
     References
     ----------
     .. [1] J. A. Hanley, B. J. McNeil, Radiology 143 (1982) 29-36.
+    .. [2] D. J. Hand, R. J. Till, "A simple generalisation of the area under
+       the ROC curve for multiple class classification problems", Machine
+       Learning 45 (2001) 171-186 (one-vs-rest and its alternatives).
+    .. [3] F. Pedregosa et al., JMLR 12 (2011), ``roc_auc_score``.
     """
     t = as_1d_labels(truth, "truth")
-    s = as_finite(scores, "scores")
+    s = _as_scores(scores)
     same_length(("truth", t), ("scores", s))
-    classes = np.unique(t)
-    if len(classes) != 2:
+    if s.ndim == 1:
+        if labels is not None:
+            raise ScorerError(
+                "labels: names the columns of 2-D scores; with 1-D scores give pos_label instead"
+            )
+        classes = np.unique(t)
+        if len(classes) > 2:
+            raise ScorerError(
+                f"scores: the truth has {len(classes)} classes ({_listed(classes)}) but the scores "
+                f"are one column; give one score column per class, shape ({len(t)}, {len(classes)})"
+            )
+        _need_two(classes)
+        positive = _positive(classes, pos_label)
+        return _binary_auc(t == positive, s)
+    columns = _column_classes(t, labels, s.shape[1])
+    if len(columns) == 2:
+        positive = _positive(columns, pos_label)
+        column = int(np.flatnonzero(columns == positive)[0])
+        return _binary_auc(t == positive, s[:, column])
+    if pos_label is not None:
         raise ScorerError(
-            f"truth: ROC AUC needs exactly two classes, found {len(classes)}"
+            f"pos_label: {pos_label!r} is for a binary task; with {len(columns)} classes the AUC "
+            "averages every class against the rest"
         )
-    pos = t == pos_label
+    return float(np.mean([_binary_auc(t == c, s[:, j]) for j, c in enumerate(columns)]))
+
+
+def _as_scores(value: ArrayLike) -> NDArray[np.float64]:
+    arr = _as_array(value, "scores")
+    if arr.dtype.kind not in "biuf":
+        raise ScorerError(f"scores: must be numbers, got {arr.dtype}")
+    if arr.ndim not in (1, 2):
+        raise ScorerError(
+            f"scores: must be 1-D (binary) or 2-D (one column per class), got shape {arr.shape}"
+        )
+    out = arr.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(out).reshape(len(out), -1).all(axis=1))
+    if len(bad):
+        raise ScorerError(
+            f"scores: {len(bad)} row(s) hold NaN or infinite values (first at row {int(bad[0])}); "
+            "every item needs a finite score"
+        )
+    return out
+
+
+def _listed(classes: NDArray[Any], limit: int = 6) -> str:
+    shown = ", ".join(repr(c)[:40] for c in classes[:limit].tolist())
+    return shown + (", ..." if len(classes) > limit else "")
+
+
+def _need_two(classes: NDArray[Any]) -> None:
+    if len(classes) < 2:
+        raise ScorerError(
+            f"truth: ROC AUC needs two classes, found only {_listed(classes)}; "
+            "it is undefined without positives and negatives"
+        )
+
+
+def _positive(classes: NDArray[Any], pos_label: Any) -> Any:
+    """The positive one of two classes: ``pos_label``, default the larger label."""
+    if pos_label is None:
+        return np.sort(classes)[1]
+    for j, value in enumerate(classes.tolist()):
+        # Text equals only text: 1 must not find '1' (nor numpy compare str with int).
+        if isinstance(value, str) == isinstance(pos_label, str) and value == pos_label:
+            return classes[j]
+    raise ScorerError(
+        f"pos_label: the positive class {pos_label!r} does not occur in the truth "
+        f"(classes {_listed(classes)})"
+    )
+
+
+def _column_classes(t: NDArray[Any], labels: ArrayLike | None, n_columns: int) -> NDArray[Any]:
+    """The class of each score column; every truth label has one, every class occurs."""
+    present = np.unique(t)
+    if n_columns < 2:
+        raise ScorerError(
+            f"scores: 2-D scores need one column per class (at least 2), got {n_columns}; "
+            "give binary scores as a 1-D array"
+        )
+    if labels is None:
+        if len(present) != n_columns:
+            raise ScorerError(
+                f"scores: {n_columns} columns but the truth has {len(present)} classes "
+                f"({_listed(present)}); give one column per class, in sorted class order, "
+                "or name the column classes with labels="
+            )
+        _need_two(present)
+        return present
+    columns = np.asarray(labels)
+    if columns.ndim != 1 or len(columns) != n_columns:
+        raise ScorerError(
+            f"labels: {columns.shape} labels for {n_columns} score columns; "
+            "give one label per column"
+        )
+    if (columns.dtype.kind in "US") != (t.dtype.kind in "US"):
+        raise ScorerError(
+            f"labels: are {columns.dtype} but the truth's class labels are {t.dtype}; "
+            "use the truth's labels"
+        )
+    if len(np.unique(columns)) != len(columns):
+        raise ScorerError(f"labels: name each class once, got {_listed(columns)}")
+    missing = np.setdiff1d(present, columns)
+    if len(missing):
+        raise ScorerError(
+            f"labels: the truth has class(es) {_listed(missing)} without a score column; "
+            "give one column per class"
+        )
+    absent = np.setdiff1d(columns, present)
+    if len(absent):
+        raise ScorerError(
+            f"truth: class(es) {_listed(absent)} never occur, so their one-vs-rest AUC is "
+            "undefined; score only classes the truth holds"
+        )
+    return columns
+
+
+def _binary_auc(pos: NDArray[np.bool_], s: NDArray[np.float64]) -> float:
+    """Mann-Whitney U of the positives' scores over n_pos * n_neg; both counts > 0."""
     n_pos = int(pos.sum())
-    if n_pos == 0:
-        raise ScorerError(f"truth: the positive class {pos_label!r} does not occur")
-    n_neg = len(t) - n_pos
+    n_neg = len(pos) - n_pos
     # Average ranks (ties share the mean rank), then the Mann-Whitney U.
     order = np.argsort(s, kind="mergesort")
     sorted_s = s[order]

@@ -157,13 +157,23 @@ def pearson_r(truth: ArrayLike, prediction: ArrayLike) -> float:
     Parameters
     ----------
     truth, prediction : array_like of float
-        Paired values, at least two.
+        Paired values, at least two; any finite magnitude (1e-300 to 1e300).
 
     Returns
     -------
     float
         In [-1, 1]; 0.0 when either input is constant (no linear
         association can be measured; scipy returns NaN there).
+
+    Notes
+    -----
+    Each input is scaled by a power of two (exact) to a largest magnitude in
+    [0.5, 1) before the mean is taken, and its deviations by their largest
+    magnitude before they are squared, so that values near 1e200 do not
+    overflow to NaN and values near 1e-200 do not underflow to 0. The steps
+    after the exact scaling are those of ``scipy.stats.pearsonr``, which scales
+    its deviations the same way but not the mean (it overflows on values near
+    1e308).
 
     References
     ----------
@@ -173,8 +183,32 @@ def pearson_r(truth: ArrayLike, prediction: ArrayLike) -> float:
     t, p = _pair(truth, prediction)
     if len(t) < 2:
         raise ScorerError("pearson_r needs at least two items")
-    if np.ptp(t) == 0 or np.ptp(p) == 0:
+    if t.max() == t.min() or p.max() == p.min():
         return 0.0
-    dt, dp = t - t.mean(), p - p.mean()
-    den = float(np.sqrt(np.sum(dt * dt) * np.sum(dp * dp)))
-    return float(np.clip(np.sum(dt * dp) / den, -1.0, 1.0))
+    dt, dp = _unit_deviations(t), _unit_deviations(p)
+    if dt is None or dp is None:  # constant once scaled: only values below 1e-308 differed
+        return 0.0
+    return float(np.clip(np.dot(dt, dp), -1.0, 1.0))
+
+
+def _to_unit(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``x`` times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Exact (only the exponents change), so every later step gives scipy's bits
+    wherever scipy's own arithmetic neither overflows nor underflows.
+    """
+    _, exponent = np.frexp(np.max(np.abs(x)))
+    return np.ldexp(x, -int(exponent))
+
+
+def _unit_deviations(x: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Deviations from the mean divided by their norm (None if all 0), as scipy's ``pearsonr``."""
+    centred = _to_unit(x)
+    centred = centred - centred.mean()
+    largest = np.max(np.abs(centred))
+    if largest == 0:
+        return None
+    # The norm of the deviations scaled to a largest magnitude of 1: no overflow or underflow.
+    scaled = centred / largest
+    norm = largest * np.sqrt(np.add.reduce(scaled * scaled))
+    return centred / norm

@@ -63,6 +63,45 @@ def test_regression_matches_sklearn_scipy(pairs):
         )
 
 
+def test_pearson_r_huge_values_do_not_overflow():
+    import warnings
+
+    t, p = [1e200, 2e200, 3e200], [3e200, 2e200, 1e200]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow, no invalid value on the way
+        assert scorers.pearson_r(t, p) == pearsonr(t, p)[0] == -1.0
+        assert scorers.pearson_r([1e-310, 2e-310, 5e-310], [1.0, 2.0, 3.0]) == pytest.approx(
+            pearsonr([1, 2, 5], [1, 2, 3])[0], abs=1e-15)  # subnormals: no underflow to 0
+        # near 1e308, where scipy's own mean overflows: scipy on the same values halved
+        big = np.array([1.7e308, -1.7e308, 0.9e308, 1.1e308])
+        other = np.array([1.0, 3.0, 2.0, -5.0])
+        assert scorers.pearson_r(big, other) == pytest.approx(pearsonr(big / 4, other)[0], abs=1e-15)
+        assert scorers.pearson_r([1e308, 1e308], [1.0, 2.0]) == 0.0  # constant: the policy
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pearson_r_matches_scipy_at_any_magnitude(seed):
+    import warnings
+
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        n = int(rng.integers(2, 60))
+        scale_t, scale_p = 10.0 ** rng.integers(-300, 300, 2)
+        t = (rng.normal(size=n) + rng.normal() * 10.0 ** rng.integers(0, 9)) * scale_t
+        p = (rng.normal(size=n) + rng.normal() * (t / scale_t)) * scale_p
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = pearsonr(t, p)[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = scorers.pearson_r(t, p)
+        if np.ptp(t) == 0 or np.ptp(p) == 0:
+            assert got == 0.0
+        else:
+            assert np.isfinite(expected)
+            assert got == pytest.approx(expected, abs=1e-12)
+
+
 def test_regression_hand_values_and_edges():
     t, p = [1.0, 2.0, 4.0], [2.0, 2.0, 3.0]
     assert scorers.mean_bias_error(t, p) == pytest.approx(0.0)
@@ -107,6 +146,91 @@ def test_roc_auc_matches_sklearn(pairs):
             scorers.roc_auc(t, s)
         return
     assert scorers.roc_auc(t, s) == pytest.approx(skm.roc_auc_score(t, s))
+
+
+# --- ROC AUC: binary with any two labels, multiclass one-vs-rest ----------------------------
+
+BINARY_LABELS = [(0, 1), (1000, 2000), (-1, 1), ("F", "M"), (False, True), (2.0, 7.0)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("pair", BINARY_LABELS, ids=str)
+def test_roc_auc_binary_any_labels_matches_sklearn(pair, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 90))
+    idx = rng.integers(0, 2, n)
+    idx[:2] = (0, 1)
+    t = np.array(pair)[rng.permutation(idx)]
+    s = rng.normal(size=n) * 10.0 ** rng.integers(-5, 5) if seed % 2 else rng.integers(0, 4, n) / 3
+    # scikit-learn's binary convention: the larger label is the positive class
+    assert scorers.roc_auc(t, s) == pytest.approx(skm.roc_auc_score(t, s), abs=1e-12)
+    for pos in pair:
+        fpr, tpr, _ = skm.roc_curve(t, s, pos_label=pos)
+        assert scorers.roc_auc(t, s, pos_label=pos) == pytest.approx(skm.auc(fpr, tpr), abs=1e-12)
+    # two columns, one per class in sorted order (or named by labels): the positive's column
+    two = np.column_stack([1 - s, s])
+    assert scorers.roc_auc(t, two) == pytest.approx(skm.roc_auc_score(t, s), abs=1e-12)
+    assert scorers.roc_auc(t, two[:, ::-1], labels=list(pair[::-1])) == pytest.approx(
+        skm.roc_auc_score(t, s), abs=1e-12)
+
+
+def _multiclass_case(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 8))
+    n = int(rng.integers(k, 150))
+    classes = (np.sort(rng.choice(10_000, k, replace=False)) if seed % 3
+               else np.array(sorted(f"class-{i}" for i in rng.choice(99, k, replace=False))))
+    idx = rng.integers(0, k, n)
+    idx[:k] = np.arange(k)
+    t = classes[rng.permutation(idx)]
+    if seed % 2:
+        raw = rng.integers(0, 4, (n, k)) + 1.0  # coarse: many ties in every column
+    else:
+        raw = rng.dirichlet(np.ones(k), n)
+    return rng, classes, t, raw / raw.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_roc_auc_multiclass_ovr_macro_matches_sklearn(seed):
+    rng, classes, t, probs = _multiclass_case(seed)
+    expected = skm.roc_auc_score(t, probs, multi_class="ovr", average="macro")
+    assert scorers.roc_auc(t, probs) == pytest.approx(expected, abs=1e-12)
+    assert scorers.roc_auc(t, probs, labels=classes) == pytest.approx(
+        skm.roc_auc_score(t, probs, multi_class="ovr", average="macro", labels=classes), abs=1e-12)
+    # columns in another order, named by labels (scikit-learn insists on sorted labels)
+    perm = rng.permutation(len(classes))
+    assert scorers.roc_auc(t, probs[:, perm], labels=classes[perm]) == pytest.approx(expected, abs=1e-12)
+    # scores that are not probabilities: each column still ranks its class against the rest
+    scores = np.log(probs + 1e-3) * 7 - 3
+    per_class = [skm.roc_auc_score(t == c, scores[:, j]) for j, c in enumerate(classes)]
+    assert scorers.roc_auc(t, scores) == pytest.approx(np.mean(per_class), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("truth", "scores", "options", "match"),
+    [
+        ([1, 1, 1], [0.1, 0.2, 0.3], {}, "two classes"),
+        ([0, 1, 2], [0.1, 0.2, 0.3], {}, r"one score column per class, shape \(3, 3\)"),
+        ([0, 1, 2], np.eye(3)[:, :2], {}, "2 columns but the truth has 3 classes"),
+        ([0, 1, 2, 3], np.eye(4)[:, :3], {"labels": [0, 1, 2]}, "class.* 3 without a score column"),
+        ([0, 1, 2], np.eye(3), {"labels": [0, 1, 1]}, "each class once"),
+        ([0, 1, 1], np.eye(3), {"labels": [0, 1, 2]}, "class.* 2 never occur"),
+        ([0, 1, 2], np.eye(3), {"labels": ["a", "b", "c"]}, "truth's class labels"),
+        ([0, 1, 2], np.eye(3), {"pos_label": 1}, "binary task"),
+        ([1000, 2000], [0.1, 0.2], {"pos_label": 1}, "positive class 1 does not occur"),
+        (["a", "b"], [0.1, 0.2], {"pos_label": 1}, "positive class 1 does not occur"),
+        ([0, 1], [0.1, 0.2], {"labels": [0, 1]}, "pos_label instead"),
+        ([0, 1], [0.1, np.nan], {}, "NaN or infinite"),
+        ([0, 1], [[0.1, np.inf], [0.2, 0.8]], {}, "first at row 0"),
+        ([0, 1], np.zeros((2, 2, 2)), {}, "1-D .binary. or 2-D"),
+        ([0, 1], [[1.0], [0.0]], {}, "at least 2"),
+        ([0, 1, 1], [0.1, 0.2], {}, "differ in length"),
+        ([0, 1], ["a", "b"], {}, "must be numbers"),
+    ],
+)
+def test_roc_auc_refuses_bad_input_clearly(truth, scores, options, match):
+    with pytest.raises(scorers.ScorerError, match=match):
+        scorers.roc_auc(truth, scores, **options)
 
 
 def test_classification_strings():
