@@ -174,7 +174,8 @@ _METRICS = {
     "balanced_accuracy": _CLASSIFICATION["balanced_accuracy"],
     "f1": "F1 score of the positive class: 2 TP / (2 TP + FP + FN).",
     "f1_macro": _CLASSIFICATION["f1_macro"],
-    "roc_auc": "Area under the ROC curve of a binary task, from continuous scores (ties count half).",
+    "roc_auc": "Area under the ROC curve from continuous scores (ties count half); with three or more "
+               "classes the mean over the classes of each class's one-vs-rest AUC (macro).",
     "coverage_score": "Width, coverage, penalty and score of confidence intervals (FAIR Universe HiggsML).",
 }
 
