@@ -234,3 +234,38 @@ def test_small_fields_terminate():
     image, labels = generate_item(3, Sizes(items=1, frames=2, height=32, width=32, cells=40))
     assert image.shape == labels.shape == (2, 32, 32)
     assert labels.max() >= 1
+
+
+def _division_fractions(seed: int) -> list[tuple[int, float]]:
+    """(cells before, fraction of them that divided) for every growth step of one colony."""
+    sizes = Sizes(items=1, frames=1, height=256, width=256, cells=4)
+    colony = generate._Colony(np.random.default_rng(seed), sizes)
+    steps = []
+    for _ in range(60):
+        before = len(colony)
+        colony.step()
+        steps.append((before, (len(colony) - before) / before))
+    return steps
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_divisions_are_asynchronous(seed: int) -> None:
+    """Once a colony has a few generations, no growth step divides a large share of its cells.
+
+    With synchronous divisions (equal daughters, one division length) whole generations
+    divide in the same step: fractions near 1, then 0, then 1 again.
+    """
+    fractions = [f for before, f in _division_fractions(seed) if 16 <= before <= 100]
+    assert len(fractions) >= 5
+    assert max(fractions) < 0.3, fractions
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_cell_counts_grow_without_big_jumps(seed: int) -> None:
+    """Frame to frame, the count grows by about a quarter doubling (x1.19), never by half or more."""
+    _, labels = generate_item(seed, Sizes(items=1, frames=10, height=160, width=160, cells=8))
+    counts = [len(np.unique(frame)) - 1 for frame in labels]
+    assert counts[-1] > 2 * counts[0], counts
+    for before, after in zip(counts, counts[1:], strict=False):
+        assert after < 1.55 * before, counts
+        assert after >= 0.9 * before, counts

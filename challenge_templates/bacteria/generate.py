@@ -1,7 +1,9 @@
 """Synthetic phase-contrast time-lapses of growing bacterial microcolonies.
 
 Each item is a short time-lapse (T, H, W) of rod-shaped cells that grow, push
-each other apart and divide, so that colonies become dense and cells touch.
+each other apart and divide, each at its own time (unequal daughters, spread
+division lengths and growth rates, a few founders per colony), so that counts
+grow smoothly, colonies become dense and cells touch.
 The image is rendered from the instance labels, so both always agree:
 
 - labels: uint16, 0 is background, cells are 1..N in every frame; a cell keeps
@@ -35,10 +37,18 @@ from skimage import filters, measure, segmentation
 RADIUS = 3.5
 #: Radius the mechanics keep apart: a little smaller, so neighbours touch.
 CONTACT_RADIUS = 3.1
-#: Total cell length (tip to tip, pixels) at which a cell divides, mean and spread.
-DIVISION_LENGTH = (30.0, 3.0)
+#: Total cell length (tip to tip, pixels) at which a cell divides, mean and spread: wide
+#: enough, with the spread of growth rates and unequal daughters, that sisters drift out of
+#: step within a generation or two (divisions asynchronous, counts growing smoothly).
+DIVISION_LENGTH = (30.0, 4.5)
+#: Growth rate of a cell relative to the mean (mean 1), spread, and clipping range.
+RATE = (0.25, 0.5, 1.6)
+#: Cells a colony starts from.
+FOUNDERS = 3
+#: A daughter's share of its mother's length: mean 1/2, this spread.
+DAUGHTER_SHARE = 0.06
 #: Growth steps per doubling time, and growth steps between two frames.
-STEPS_PER_DOUBLING = 4
+STEPS_PER_DOUBLING = 8
 STEPS_PER_FRAME = 2
 #: Cells stop growing once their total area is this fraction of the frame.
 MAX_COVERAGE = 0.6
@@ -83,11 +93,15 @@ class _Colony:
         self.rng = rng
         colonies = max(1, round(sizes.cells / 6))
         self.shape = np.array([sizes.height, sizes.width], dtype=float)
-        self.centre = rng.uniform(0.3, 0.7, size=(colonies, 2)) * self.shape
-        self.angle = rng.uniform(0, np.pi, colonies)
-        self.length = rng.uniform(15, 28, colonies)
-        self.division = rng.normal(*DIVISION_LENGTH, colonies)
-        self.rate = rng.normal(1.0, 0.15, colonies).clip(0.6, 1.4)
+        # each colony starts from a few founders at independent points of their cycles: one
+        # founder would make its first generations divide in step (counts doubling at once)
+        founders = colonies * FOUNDERS
+        origin = np.repeat(rng.uniform(0.3, 0.7, size=(colonies, 2)) * self.shape, FOUNDERS, axis=0)
+        self.centre = origin + rng.normal(0, 6.0, size=(founders, 2))
+        self.angle = rng.uniform(0, np.pi, founders)
+        self.length = rng.uniform(15, 28, founders)
+        self.division = rng.normal(*DIVISION_LENGTH, founders)
+        self.rate = _rates(rng, founders)
 
     def __len__(self) -> int:
         return len(self.length)
@@ -106,8 +120,10 @@ class _Colony:
         of room; it also keeps long time-lapses cheap.
         """
         area = np.pi * RADIUS**2 + 2 * RADIUS * (2 * self.half_segment())
-        if area.sum() < MAX_COVERAGE * self.shape.prod():
-            self.length *= np.exp(self.rate * np.log(2) / STEPS_PER_DOUBLING)
+        # growth slows as the field fills (no sudden stop, so counts level off smoothly)
+        room = max(0.0, 1.0 - float(area.sum()) / (MAX_COVERAGE * float(self.shape.prod())))
+        if room > 0:
+            self.length *= np.exp(min(1.0, 4 * room) * self.rate * np.log(2) / STEPS_PER_DOUBLING)
         self._divide()
         self._relax()
         self._forget_outside()
@@ -125,16 +141,19 @@ class _Colony:
         offset += rng.normal(0, 0.6, n)[:, None] * np.stack([axis[:, 1], -axis[:, 0]], axis=1)
         daughter_centre = self.centre[mothers] + offset
         self.centre[mothers] -= offset
-        self.length[mothers] /= 2
+        # unequal daughters: each starts its own cycle at a different point
+        share = rng.normal(0.5, DAUGHTER_SHARE, n).clip(0.35, 0.65)
+        daughter_length = self.length[mothers] * (1 - share)
+        self.length[mothers] *= share
         daughter_angle = self.angle[mothers] + rng.normal(0, 0.2, n)
         self.angle[mothers] += rng.normal(0, 0.2, n)
         self.division[mothers] = rng.normal(*DIVISION_LENGTH, n)
-        self.rate[mothers] = rng.normal(1.0, 0.15, n).clip(0.6, 1.4)
+        self.rate[mothers] = _rates(rng, n)
         self.centre = np.concatenate([self.centre, daughter_centre])
         self.angle = np.concatenate([self.angle, daughter_angle])
-        self.length = np.concatenate([self.length, self.length[mothers]])
+        self.length = np.concatenate([self.length, daughter_length])
         self.division = np.concatenate([self.division, rng.normal(*DIVISION_LENGTH, n)])
-        self.rate = np.concatenate([self.rate, rng.normal(1.0, 0.15, n).clip(0.6, 1.4)])
+        self.rate = np.concatenate([self.rate, _rates(rng, n)])
 
     def _forget_outside(self) -> None:
         """Drop cells pushed far out of view: keeps long time-lapses from growing without bound."""
@@ -182,6 +201,11 @@ class _Colony:
             torque = (force[..., 0] * offsets[..., 1] - force[..., 1] * offsets[..., 0]).sum(axis=1)
             inertia = (offsets**2).sum(axis=(1, 2)) + 1.0
             self.angle += 0.5 * torque / inertia
+
+
+def _rates(rng: np.random.Generator, n: int) -> np.ndarray:
+    spread, low, high = RATE
+    return rng.normal(1.0, spread, n).clip(low, high)
 
 
 def _rasterize(colony: _Colony, height: int, width: int) -> np.ndarray:
