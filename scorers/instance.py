@@ -34,7 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._validate import as_labels, same_shape
 from .errors import ScorerError
-from .legacy_cvppp import legacy_score
+from .legacy_cvppp import legacy_from_overlap, legacy_score
 from .matching import (
     IOU_THRESHOLDS,
     Matching,
@@ -186,17 +186,22 @@ def score_instances(
     """
     fracs = _fractions(thresholds)
     if legacy_cvppp:
-        old = legacy_score(truth, prediction)
         t_arr, p_arr = np.asarray(truth), np.asarray(prediction)
         if t_arr.shape != p_arr.shape:
+            old = legacy_score(truth, prediction)
             t = as_labels(t_arr, "truth")
             p = as_labels(p_arr, "prediction")
             n_t = int(np.count_nonzero(np.bincount(t.ravel())[1:]))
             n_p = int(np.count_nonzero(np.bincount(p.ravel())[1:]))
             matches = tuple(Matching(float(f), 0, n_p, n_t, 0.0) for f in fracs)
         else:
+            # One table for the script's numbers and the matching.
             t, p = _labels_pair(truth, prediction)
-            matches = _match(_label_overlap(t, p), fracs)
+            ov = _label_overlap(t, p)
+            old = legacy_from_overlap(
+                ov, (int(t.min()), int(t.max())), (int(p.min()), int(p.max()))
+            )
+            matches = _match(ov, fracs)
         return InstanceScore(
             old.best_dice, old.best_dice_truth, old.sbd, old.dic, old.abs_dic, old.fg_dice, matches
         )

@@ -16,7 +16,8 @@ explicit mode (``legacy_cvppp=True``) rather than silently mixed in:
   script's ``AbsDiffFGLabels`` is ``np.abs(DiffFGLabels)``), foreground Dice 0.
 
 The script loops over every pair of ids with full-image masks; here the same
-numbers come from one overlap table. The script's Python-2-era arithmetic on
+numbers come from one overlap table, the table the modern metrics and the
+matching use (:func:`legacy_from_overlap`). The script's Python-2-era arithmetic on
 ``uint8`` scalars (which wraps when an id is 255) is not reproduced.
 
 References
@@ -42,7 +43,7 @@ from ._validate import _as_array
 from .errors import ScorerError
 from .overlap import LabelOverlap, _label_overlap
 
-__all__ = ["LegacyScore", "legacy_score"]
+__all__ = ["LegacyScore", "legacy_from_overlap", "legacy_score"]
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,16 @@ def _legacy_labels(value: ArrayLike, name: str) -> NDArray[Any]:
     return arr
 
 
-def _shift(arr: NDArray[Any]) -> tuple[NDArray[Any], int]:
-    """Make the lowest value 0 (the script's background); return it and the range."""
-    lo, hi = int(arr.min()), int(arr.max())
+def _nonnegative(arr: NDArray[Any]) -> NDArray[Any]:
+    """Ids the overlap table takes: bool as uint8, negative values shifted up to start at 0.
+
+    The script only compares values with each other and with the lowest, so a
+    shift changes nothing it computes.
+    """
     if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if lo != 0:
-        arr = arr.astype(np.int64) - lo
-    return arr, hi - lo
+        return arr.astype(np.uint8)
+    lo = int(arr.min())
+    return arr.astype(np.int64) - lo if lo < 0 else arr
 
 
 def _directional(
@@ -132,15 +135,46 @@ def legacy_score(truth: ArrayLike, prediction: ArrayLike) -> LegacyScore:
     p = _legacy_labels(prediction, "prediction")
     if t.shape != p.shape:
         return _MISMATCH
-    t, t_span = _shift(t)
-    p, p_span = _shift(p)
-    ov: LabelOverlap = _label_overlap(t, p)
-    dice = ov.pair_dice()
-    bd_pred = _directional(ov.cols, ov.n_pred, p_span, dice)
-    bd_truth = _directional(ov.rows, ov.n_true, t_span, dice)
+    t, p = _nonnegative(t), _nonnegative(p)
+    return legacy_from_overlap(
+        _label_overlap(t, p), (int(t.min()), int(t.max())), (int(p.min()), int(p.max()))
+    )
+
+
+def legacy_from_overlap(
+    ov: LabelOverlap, truth_range: tuple[int, int], pred_range: tuple[int, int]
+) -> LegacyScore:
+    """The script's numbers from an overlap table of the same (non-negative) images.
+
+    Parameters
+    ----------
+    ov : LabelOverlap
+        The table of the two images, 0 being background as everywhere else.
+    truth_range, pred_range : tuple of int
+        (lowest, highest) value of each image. The lowest is the script's
+        background: when it is not 0 it is an object to the table, and is
+        left out here. So the modern metrics, the matching and these share
+        one table.
+    """
+    (t_lo, t_hi), (p_lo, p_hi) = truth_range, pred_range
+    t_span, p_span = t_hi - t_lo, p_hi - p_lo
+    keep = np.ones(len(ov.rows), dtype=bool)
+    t_area, p_area = int(ov.truth_areas.sum()), int(ov.pred_areas.sum())
+    if t_lo > 0:  # the lowest value occurs, so it has an object index
+        low = int(np.searchsorted(ov.truth_ids, t_lo))
+        keep &= ov.rows != low
+        t_area -= int(ov.truth_areas[low])
+    if p_lo > 0:
+        low = int(np.searchsorted(ov.pred_ids, p_lo))
+        keep &= ov.cols != low
+        p_area -= int(ov.pred_areas[low])
+    rows, cols, inter = ov.rows[keep], ov.cols[keep], ov.intersections[keep]
+    dice = 2.0 * inter / (ov.truth_areas[rows] + ov.pred_areas[cols])
+    bd_pred = _directional(cols, ov.n_pred, p_span, dice)
+    bd_truth = _directional(rows, ov.n_true, t_span, dice)
     dic = p_span - t_span
-    fg_total = int(ov.truth_areas.sum() + ov.pred_areas.sum())
-    fg = 2.0 * float(ov.intersections.sum()) / fg_total if fg_total > 0 else 0.0
+    fg_total = t_area + p_area
+    fg = 2.0 * float(inter.sum()) / fg_total if fg_total > 0 else 0.0
     return LegacyScore(
         best_dice=bd_pred,
         best_dice_truth=bd_truth,

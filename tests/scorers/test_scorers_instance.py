@@ -239,6 +239,15 @@ def test_legacy_matches_script(t, data):
     expected_dic = (int(p.max()) - int(p.min())) - (int(t.max()) - int(t.min()))
     assert scorers.dic(t, p, legacy_cvppp=True) == expected_dic
     assert scorers.foreground_dice(t, p, legacy_cvppp=True) == pytest.approx(script_fg(p, t))
+    # every metric at once, from the one table the matching uses too
+    score = scorers.score_instances(t, p, legacy_cvppp=True)
+    assert (score.sbd, score.best_dice, score.best_dice_truth, score.fg_dice) == pytest.approx(
+        (sbd, script_best_dice(p, t), script_best_dice(t, p), script_fg(p, t)))
+    assert score.matches == scorers.score_instances(t, p).matches
+    # negative values: the script only compares values, so a shift changes nothing
+    ts, ps = t.astype(np.int16) - 3, p.astype(np.int16) - 7
+    assert scorers.symmetric_best_dice(ts, ps, legacy_cvppp=True) == pytest.approx(sbd)
+    assert scorers.foreground_dice(ts, ps, legacy_cvppp=True) == pytest.approx(script_fg(p, t))
 
 
 def test_legacy_known_behaviour():
