@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import scorers
 from jc_datalad import __version__, launcher, logs, sandbox
@@ -56,7 +57,7 @@ from jc_datalad.provenance import (
     iter_steps,
 )
 from jc_datalad.records import Evaluation, Status, evaluation_id, utcnow
-from jc_datalad.spec import ChallengeSpec, load_spec
+from jc_datalad.spec import ChallengeSpec, ChallengeType, load_spec
 
 lgr = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class Context:
     rootfs: Path
     cmdexec: str
     hidden: dict[str, Hidden] = field(default_factory=dict)
+    #: type training: the staged hidden training set (:class:`jc_datalad.workflows.training.HiddenTrain`)
+    hidden_train: Any = None
 
     @cached_property
     def prefix(self) -> re.Pattern[str]:
@@ -139,6 +142,10 @@ def stage_inputs(source: Path, staged: Path) -> Path:
 
 def stage_hidden(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Hidden:
     """Copy the hidden inputs of ``split`` once per version into the work folder."""
+    if spec.type is ChallengeType.RESULTS:  # no hidden inputs: labels of the public test inputs
+        from jc_datalad.workflows import results
+
+        return results.stage_hidden(config, spec, split)
     base = config.private / "hidden" / split
     inputs, labels = base / "inputs", base / "labels"
     for path in (inputs, labels):
@@ -173,6 +180,10 @@ def prepare(config: RunnerConfig, splits: list[str]) -> Context:
                   cmdexec)
     for split in splits:
         ctx.hidden[split] = stage_hidden(config, spec, split)
+    if spec.training is not None:
+        from jc_datalad.workflows import training
+
+        ctx = replace(ctx, hidden_train=training.stage_hidden_train(config))
     return ctx
 
 
@@ -210,6 +221,7 @@ class _Job:
     steps: list[dict] = field(default_factory=list)
     recorded: list[RecordedStep] = field(default_factory=list)
     logbook: logs.LogBook = field(default_factory=logs.LogBook)
+    verification: dict = field(default_factory=dict)  #: results challenges with ``verify: rerun``
 
     @property
     def clone(self) -> Path:
@@ -287,6 +299,7 @@ def evaluate(
             "inputs": {"dataset_id": hidden.inputs_id, "commit": hidden.inputs_commit} if hidden else {},
             "labels": {"dataset_id": hidden.labels_id, "commit": hidden.labels_commit} if hidden else {},
             "public_items": sorted(hidden.public_items) if hidden else [],
+            **({"train": ctx.hidden_train.parts} if ctx.hidden_train is not None else {}),
         },
         image={"name": ctx.spec.container, "key": ctx.image_key, "path": ctx.image_path},
         scorer={"name": ctx.spec.metrics.scorer, "version": scorers.__version__},
@@ -300,6 +313,7 @@ def evaluate(
         started=started,
         finished=utcnow(),
         # a refused record's commands were never checked: no `datalad rerun` line is kept for them
+        verification=job.verification,
         reproduce=(reproduce or []) if job.recorded else [
             line for line in reproduce or [] if "datalad rerun" not in line],
     )
@@ -383,14 +397,22 @@ def recorded_steps(
     if spec.interface.outputs not in produced:
         raise Refusal(f"no recorded step writes the interface output {spec.interface.outputs!r}; "
                       f"use --output {spec.interface.outputs}")
+    if spec.type is ChallengeType.RESULTS:
+        return steps  # nothing runs on hidden data; a rerun binds every public input
     inputs_top = PurePosixPath(spec.interface.inputs).parts[0]
+    # type training: the training step reads training.inputs, where the hidden training set is bound
+    replaced = (spec.interface.inputs, *((spec.training.inputs,) if spec.training else ()))
     for step in steps:
         for path in step.inputs:
-            under_interface = path == spec.interface.inputs or path.startswith(spec.interface.inputs + "/")
+            under_interface = any(path == r or path.startswith(r + "/") for r in replaced)
             parts = PurePosixPath(path).parts  # '.' (the whole dataset) has none
             if parts and parts[0] == inputs_top and not under_interface:
                 raise Refusal(f"commit {step.commit[:12]}: step input {path!r} is not available at re-execution; only "
-                              f"{spec.interface.inputs} is replaced by hidden data")
+                              f"{' and '.join(replaced)} {'are' if len(replaced) > 1 else 'is'} replaced by hidden data")
+    if spec.training is not None:
+        from jc_datalad.workflows import training
+
+        training.check_steps(steps, spec)
     return steps
 
 
@@ -460,16 +482,28 @@ def annex_get(
 
 
 def _execute(job: _Job) -> tuple[Status, str | None]:
+    if job.ctx.spec.type is ChallengeType.RESULTS:  # the committed predictions are scored as submitted
+        from jc_datalad.workflows import results
+
+        return results.execute(job)
     hidden = job.ctx.hidden[job.split]
-    replay = Replay(job.ctx.rootfs, job.ctx.spec, job.clone, hidden.inputs, tuple(job.recorded), job.workdir)
+    train = job.ctx.hidden_train
+    replay = Replay(job.ctx.rootfs, job.ctx.spec, job.clone, hidden.inputs, tuple(job.recorded), job.workdir,
+                    training_inputs=train.path if train is not None else None)
 
     def on_step(number: int, command: str, result: sandbox.StepResult) -> None:
         # the logs stay out of the ledger: the log book caps them, logs.seal() decides where they go
         job.logbook.add(number, result, replay.log_dir, f"step-{number}")
         job.steps.append(logs.step_facts(number, command, result))
 
-    failed = replay_steps(replay, job.out / "predictions", max_files=2 * len(hidden.items) + 16,
-                          on_step=on_step, stages=job.stages)
+    try:
+        failed = replay_steps(replay, job.out / "predictions", max_files=2 * len(hidden.items) + 16,
+                              on_step=on_step, stages=job.stages)
+    finally:
+        if job.ctx.spec.training is not None:  # each step's kind and limits, in the record
+            from jc_datalad.workflows import training
+
+            training.annotate_steps(job.steps, job.ctx.spec)
     return failed or (Status.EVALUATED, None)
 
 
@@ -483,6 +517,8 @@ class Replay:
     inputs: Path  #: staged input files (:func:`stage_inputs`), bound at the interface input path
     steps: tuple[RecordedStep, ...]
     workdir: Path  #: step logs go to ``logs/``, the output areas to ``outputs/``
+    #: type training: the training data bound at ``training.inputs`` for the training step only
+    training_inputs: Path | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -511,6 +547,10 @@ def replay_steps(
     :class:`Refusal` for outputs that break the rules, :class:`sandbox.InfrastructureError` when
     no sandbox can be set up.
     """
+    if replay.spec.training is not None:  # two steps, two sandboxes (docs/workflows/training.md)
+        from jc_datalad.workflows import training
+
+        return training.replay_training(replay, predictions, max_files=max_files, on_step=on_step, stages=stages)
     stage = stages or (lambda _name: nullcontext())
     limits = step_limits(replay.spec)
     with sandbox.identity() as who, \

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jc_datalad.gitutil import GitError, git, git_out, printable, read_blobs, safe_env
-from jc_datalad.spec import ChallengeSpec
+from jc_datalad.spec import ChallengeSpec, ChallengeType
 
 RUNINFO_DIR = ".datalad/runinfo"
 #: Annex backends whose keys are checksums of the content.
@@ -231,7 +231,8 @@ def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) ->
     if blobs:
         sizes = _object_sizes(repo, list(blobs.values()))
         links = _read_links(repo, [blobs[p] for p, _ in _modes(changes, "120000")])
-        regenerated = spec.interface.outputs
+        # results challenges score the committed predictions themselves: their links are checked too
+        regenerated = "" if spec.type is ChallengeType.RESULTS else spec.interface.outputs
         for path, _ in _modes(changes, "120000"):
             if path not in blobs or _under(path, regenerated):
                 # the runner regenerates the output folder; what was committed there is never read

@@ -55,6 +55,9 @@ class Evaluation:
     started: str = ""
     finished: str = ""
     reproduce: list[str] = field(default_factory=list)  # commands that redo this evaluation
+    #: results challenges with ``verify: rerun``: mode, reproduced, first_difference (relative path or
+    #: None); empty for other evaluations and for records written before the field existed
+    verification: dict[str, Any] = field(default_factory=dict)
     format: int = RECORD_FORMAT
 
     def as_dict(self) -> dict[str, Any]:

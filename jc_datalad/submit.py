@@ -36,7 +36,7 @@ from jc_datalad.gitutil import git, git_out, printable
 from jc_datalad.inspection import Inspection, commits_between, inspect_submission, merge_base
 from jc_datalad.provenance import ProvenanceError, RecordedStep, call_prefix_pattern
 from jc_datalad.records import Status
-from jc_datalad.spec import SPEC_FILE, ChallengeSpec, parse_spec
+from jc_datalad.spec import SPEC_FILE, ChallengeSpec, ChallengeType, Verify, parse_spec
 from scorers.files import ItemError, read_labels, read_mask, read_table, table_column
 
 lgr = logging.getLogger(__name__)
@@ -186,6 +186,10 @@ def check_submission(dataset: Path, *, run: bool = False) -> SubmitCheck:
 
     if not steps:
         return SubmitCheck(head, base, tuple(problems), tuple(warnings))
+    if spec.type is ChallengeType.RESULTS:  # the committed predictions are what is scored
+        done, notes = _check_results(dataset, base, head, spec, image_path, inspection, steps, history, run=run)
+        return SubmitCheck(head, base, tuple(problems + done.problems), tuple(warnings + notes), tuple(steps),
+                           ran=bool(done.executed), executed=tuple(done.executed), failure=done.failure)
     if not run:
         found = validate_outputs(spec, dataset / spec.interface.inputs, dataset / spec.interface.outputs,
                                  spec.interface.outputs)
@@ -204,8 +208,10 @@ class _Replayed:
 
 
 def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path: str,
-            inspection: Inspection, steps: list[RecordedStep], history: _History) -> _Replayed:
-    """The runner's replay of ``steps`` on a read-only checkout of ``head`` with the public inputs."""
+            inspection: Inspection, steps: list[RecordedStep], history: _History,
+            predictions: Path | None = None) -> _Replayed:
+    """The runner's replay of ``steps`` on a read-only checkout of ``head`` with the public inputs;
+    its outputs are copied to ``predictions`` (default: a temporary folder, removed after)."""
     done = _Replayed()
     inputs = dataset / spec.interface.inputs
     missing = _missing_inputs(inputs, spec.interface.inputs)
@@ -228,7 +234,14 @@ def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path
                   missing_fix="get it with `datalad get`; the runner fetches it from your team repository")
         staged = stage_inputs(inputs, work / "inputs")
         items = [p.name for p in staged.iterdir()]
-        replay = Replay(rootfs, spec, checkout, staged, tuple(steps), work / "work")
+        train = None
+        if spec.training is not None:  # the public training data where the runner binds the hidden set
+            missing = _missing_inputs(dataset / spec.training.inputs, spec.training.inputs)
+            if missing:
+                done.problems.append(missing)
+                return done
+            train = stage_inputs(dataset / spec.training.inputs, work / "train")
+        replay = Replay(rootfs, spec, checkout, staged, tuple(steps), work / "work", training_inputs=train)
 
         def on_step(number: int, command: str, result: sandbox.StepResult) -> None:
             lgr.info("step %d: %s (%.1f s)", number, result.status.value, result.wall_s)
@@ -236,7 +249,8 @@ def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path
                                              result.exit_code, result.wall_s))
 
         try:
-            failed = replay_steps(replay, work / "predictions", max_files=2 * len(items) + 16, on_step=on_step)
+            failed = replay_steps(replay, predictions or work / "predictions", max_files=2 * len(items) + 16,
+                                  on_step=on_step)
         except Refusal as exc:  # the outputs break a rule (links, names, size)
             done.problems.append(_blame_output(str(exc), steps, history, spec))
             return done
@@ -253,7 +267,7 @@ def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path
             done.failure = reason
             done.problems.append(_step_failed(reason, steps[number - 1], replay.log_dir, number, history, spec))
             return done
-        found = validate_outputs(spec, staged, work / "predictions", spec.interface.outputs)
+        found = validate_outputs(spec, staged, predictions or work / "predictions", spec.interface.outputs)
         done.problems += [_blame_output(p, steps, history, spec) for p in found]
         return done
     except Refusal as exc:
@@ -264,6 +278,59 @@ def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path
     except JcError as exc:  # a mount point that is a file or a link in the submission, a command too long
         done.problems.append(f"the steps cannot be replayed: {exc}")
         return done
+    finally:
+        sandbox.release_mounts(work)
+        remove_tree(work)
+
+
+def _check_results(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path: str,
+                   inspection: Inspection, steps: list[RecordedStep], history: _History,
+                   *, run: bool) -> tuple[_Replayed, list[str]]:
+    """A results submission: the committed predictions collected as the runner collects them and
+    validated by the scorer's readers (no labels here); with ``verify: rerun`` and ``run``, the
+    recorded steps replayed on the public inputs and compared byte for byte, as the runner does.
+    A rerun that differs or fails is a warning: the runner still scores the committed predictions."""
+    from jc_datalad.workflows import results
+
+    done, notes = _Replayed(), list[str]()
+    label = spec.interface.outputs
+    tests = dataset / spec.interface.inputs
+    count = sum(1 for p in tests.iterdir() if not p.name.startswith(".")) if tests.is_dir() else 0
+    work = Path(tempfile.mkdtemp(prefix="jc-submit-check-"))
+    try:
+        checkout = work / "checkout"
+        git(["clone", "--quiet", "--no-checkout", "--no-tags", "--no-recurse-submodules", str(dataset),
+             str(checkout)], protocols=("file",))
+        git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head], checkout)
+        committed = work / "committed"
+        try:
+            results.committed_predictions(
+                checkout, label, committed, limit_bytes=spec.resources.output_bytes, max_files=2 * count + 16,
+                protocols=("file",), origin="your dataset",
+                missing_fix="get it with `datalad get`; the runner fetches it from your team repository")
+        except Refusal as exc:
+            done.problems.append(_blame_output(str(exc), steps, history, spec))
+            return done, notes
+        done.problems += [_blame_output(p, steps, history, spec)
+                          for p in validate_outputs(spec, tests, committed, label)]
+        if not run or spec.verify is not Verify.RERUN:
+            return done, notes
+        rerun = work / "rerun"
+        replayed = _replay(dataset, base, head, results.public_inputs_spec(spec), image_path, inspection, steps,
+                           history, predictions=rerun)
+        done.executed, done.failure = replayed.executed, replayed.failure
+        if replayed.problems:
+            notes += [f"not reproduced: the runner re-executes your recorded steps on the public inputs "
+                      f"(verify: rerun), and here they did not finish: {p}" for p in replayed.problems]
+            return done, notes
+        first = results.first_difference(committed, rerun)
+        if first is not None:
+            notes.append(f"not reproduced: re-executing your recorded steps on the public inputs (verify: rerun) "
+                         f"writes a different {label}/{printable(first, 200)} than the one you committed; the "
+                         "leaderboard will mark this entry 'not reproduced' (the committed predictions are "
+                         f"still scored). Record the run again with {_rerecord(spec)} instead of editing "
+                         "predictions, and keep the code deterministic")
+        return done, notes
     finally:
         sandbox.release_mounts(work)
         remove_tree(work)

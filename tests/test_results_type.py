@@ -1,0 +1,196 @@
+"""Submission type ``results`` (option 1): committed predictions scored as submitted, ``verify: rerun``
+re-executes the recorded run on the public inputs and compares, and hostile predictions are refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import Arena, Challenge, sh
+
+from jc_datalad import participant
+from jc_datalad.records import Evaluation, Status
+from jc_datalad.spec import SpecError, Verify, parse_spec
+from jc_datalad.submit import check_submission
+from jc_datalad.workflows.results import first_difference, verification
+
+TEMPLATE = Path(__file__).parent.parent / "challenge_templates" / "coatings"
+COMMAND = "python code/predict.py inputs/train inputs/test predictions"
+
+
+@pytest.fixture(scope="session")
+def coatings(session_dir, minimal_image) -> Challenge:
+    """The coatings template at its default size, with the minimal image (numpy is all it needs)."""
+    import datalad.api as dl
+
+    from jc_datalad.challenge import new_challenge
+
+    made = new_challenge("coatings", session_dir / "coatings-org", challenge_id="coatings-test",
+                         image=str(minimal_image), start=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), weeks=52 * 50)
+    spec = made.public / "challenge.yaml"
+    # unsigned, and an output limit small enough that a test can exceed it cheaply
+    text = spec.read_text().replace("signed: true", "signed: false").replace("output: 10M", "output: 1M")
+    spec.write_text(text)
+    dl.save(dataset=str(made.public), message="Unsigned submissions, 1M outputs, for the tests",
+            result_renderer="disabled")
+    return Challenge(session_dir / "coatings-org", made.public, made.private, made.config)
+
+
+@pytest.fixture
+def arena(coatings, work) -> Arena:
+    config = work / "runner.yaml"
+    teams = work / "teams.yaml"
+    teams.write_text("teams: {}\n")
+    config.write_text(yaml.safe_dump({
+        "challenge": str(coatings.public), "private": str(coatings.private),
+        "results": str(work / "results"), "work": str(work / "jc-work"), "teams": str(teams), "workers": 2,
+    }))
+    return Arena(coatings, work, config, teams)
+
+
+def _clone(arena: Arena, name: str) -> Path:
+    return participant.clone_challenge(arena.challenge.public, arena.root / "participants" / name, inputs="inputs")
+
+
+def _record(clone: Path, solution: Path | None = None) -> None:
+    """The run of the template's participant.yaml, recorded with ``datalad containers-run``."""
+    steps = yaml.safe_load((TEMPLATE / "participant.yaml").read_text())["steps"]
+    assert [s["command"] for s in steps] == [COMMAND]
+    participant.record_prediction(clone, inputs="inputs", outputs="predictions", command=COMMAND,
+                                  files={"code/predict.py": solution} if solution else None)
+
+
+def _submit(arena: Arena, name: str, solution: Path | None = None) -> Path:
+    clone = _clone(arena, name)
+    _record(clone, solution)
+    return clone
+
+
+def _by_team(report) -> dict[str, Evaluation]:
+    return {ev.team: ev for ev in report.evaluations}
+
+
+def test_verify_is_parsed_for_results_challenges_only():
+    base = {"id": "c", "title": "C", "type": "results", "container": {"name": "jc-env"},
+            "interface": {"inputs": "inputs/test", "outputs": "predictions", "format": "csv"},
+            "metrics": {"scorer": "regression", "primary": "r2", "columns": ["r2", "mean_relative_error"]}}
+    assert parse_spec(base).verify is Verify.NONE
+    spec = parse_spec({**base, "verify": "rerun"})
+    assert spec.verify is Verify.RERUN
+    assert spec.as_dict()["verify"] == "rerun" and spec.summary()["verify"] == "rerun"
+    with pytest.raises(SpecError, match="verify.*must be one of"):
+        parse_spec({**base, "verify": "always"})
+    with pytest.raises(SpecError, match="applies to type results only"):
+        parse_spec({**base, "type": "inference", "verify": "rerun"})
+
+
+def test_old_records_read_without_verification():
+    ev = Evaluation.from_dict({"id": "a", "challenge": {}, "team": "t", "submission": {}, "phase": "p",
+                               "split": "test", "status": "evaluated"})
+    assert ev.verification == {}
+
+
+def test_first_difference_names_the_first_differing_or_missing_file(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        (root / "sub").mkdir(parents=True)
+        (root / "x.csv").write_text("1\n")
+        (root / "sub" / "y.csv").write_text("2\n")
+    assert first_difference(a, b) is None
+    (b / "sub" / "y.csv").write_text("2.0\n")
+    assert first_difference(a, b) == "sub/y.csv"
+    (a / "w.csv").write_text("")
+    assert first_difference(a, b) == "sub/y.csv"  # sorted: 'sub/y.csv' < 'w.csv'
+    (b / "sub" / "y.csv").write_text("2\n")
+    assert first_difference(a, b) == "w.csv"
+    assert verification(False, "x" * 1000)["first_difference"] == "x" * 255
+
+
+@pytest.mark.slow
+def test_better_solution_outranks_the_starter_kit_and_both_reproduce(arena):
+    for name, solution in (("starter", None), ("better", TEMPLATE / "solutions" / "better" / "predict.py")):
+        clone = _submit(arena, name, solution)
+        participant.push_submission(clone, arena.team(name), "s1")
+    found = _by_team(arena.run())
+    for ev in found.values():
+        assert ev.status is Status.EVALUATED, ev.reason
+        assert ev.challenge["type"] == "results"
+        assert ev.verification == {"mode": "rerun", "reproduced": True, "first_difference": None}
+        assert ev.metrics["n"] == 24  # every test sample of the 4 campaigns, scored
+    assert found["better"].metrics["r2"] > found["starter"].metrics["r2"]
+    assert found["better"].metrics["mean_relative_error"] < found["starter"].metrics["mean_relative_error"]
+
+
+@pytest.mark.slow
+def test_predictions_edited_after_the_run_are_scored_but_not_reproduced(arena):
+    clone = _submit(arena, "editor")
+    edited = clone / "predictions" / "campaign_001.csv"
+    sh("git", "annex", "unlock", "predictions", cwd=clone)  # a no-op where the CSVs are in git
+    lines = edited.read_text().splitlines()
+    sample = lines[1].split(",")[0]
+    lines[1] = f"{sample},1500.0"
+    edited.write_text("\n".join(lines) + "\n")
+    sh("datalad", "save", "-m", "a better number by hand", cwd=clone)
+    participant.push_submission(clone, arena.team("editor"), "s1")
+
+    # jc submit check says so before the push reaches the runner
+    check = check_submission(clone, run=True)
+    assert check.ok, check.problems
+    assert any("not reproduced" in w and "campaign_001.csv" in w for w in check.warnings), check.warnings
+
+    (ev,) = arena.run().evaluations
+    assert ev.status is Status.EVALUATED, ev.reason  # scored as submitted
+    assert ev.verification == {"mode": "rerun", "reproduced": False, "first_difference": "campaign_001.csv"}
+    assert ev.metrics["r2"] is not None
+
+
+@pytest.mark.slow
+def test_predictions_without_a_run_record_are_refused(arena):
+    clone = _clone(arena, "norecord")
+    sh("python3", "code/predict.py", "inputs/train", "inputs/test", "predictions", cwd=clone)
+    sh("datalad", "save", "-m", "predictions made outside containers-run", cwd=clone)
+    participant.push_submission(clone, arena.team("norecord"), "s1")
+    (ev,) = arena.run().evaluations
+    assert ev.status is Status.REFUSED
+    assert "no `datalad containers-run` record" in ev.reason
+    check = check_submission(clone)
+    assert not check.ok and any("containers-run" in p for p in check.problems)
+
+
+def _add(clone: Path, kind: str) -> None:
+    out = clone / "predictions"
+    if kind == "symlink":
+        os.symlink("../inputs/train/coatings_train.csv", out / "campaign_009.csv")
+    elif kind == "huge":
+        (out / "campaign_009.csv").write_text("sample_id,cycles_to_failure\n" + "x,1\n" * 400_000)
+    elif kind == "many":
+        for i in range(60):
+            (out / f"extra_{i:03d}.csv").write_text("sample_id,cycles_to_failure\n")
+    elif kind == "odd":
+        (out / "campaign_\x1b[31m.csv").write_text("sample_id,cycles_to_failure\n")
+    elif kind == "hidden":
+        (out / ".campaign_000.csv").write_text("sample_id,cycles_to_failure\n")
+    sh("datalad", "save", "-m", f"hostile predictions: {kind}", cwd=clone)
+
+
+@pytest.mark.slow
+def test_hostile_committed_predictions_are_refused_with_a_reason(arena):
+    expected = {
+        "symlink": "does not point into the annex",
+        "huge": "exceed the 1048576-byte output limit",
+        "many": "more than 24 files",
+        "odd": "its name holds a control character",
+        "hidden": "is a hidden name",
+    }
+    for kind in expected:
+        clone = _submit(arena, kind)
+        _add(clone, kind)
+        participant.push_submission(clone, arena.team(kind), "s1")
+    found = _by_team(arena.run())
+    for kind, words in expected.items():
+        ev = found[kind]
+        assert ev.status is Status.REFUSED, (kind, ev.status, ev.reason)
+        assert words in ev.reason, (kind, ev.reason)
