@@ -81,8 +81,36 @@ def fmt_commit(value: Any) -> str:
     return str(value)[:12] if value else MISSING
 
 
+#: Longest part of a participant's file name shown in a "not reproduced" note.
+MAX_SHOWN_NAME = 80
+
+
+def scored_as(ev: Evaluation) -> str:
+    """How a ``results`` entry was scored: "scored as submitted", and with ``verify: rerun``
+    whether the rerun reproduced the committed predictions; "" for the other types.
+
+    The first differing file is named by the participant: control characters are replaced and
+    it is cut to :data:`MAX_SHOWN_NAME` characters (the template escapes it)."""
+    challenge = ev.challenge if isinstance(ev.challenge, dict) else {}
+    if challenge.get("type") != "results":
+        return ""
+    note = "scored as submitted"
+    check = getattr(ev, "verification", None)
+    if not isinstance(check, dict) or check.get("mode") != "rerun" or not isinstance(check.get("reproduced"), bool):
+        return note
+    if check["reproduced"]:
+        return f"{note}, reproduced"
+    first = check.get("first_difference")
+    if isinstance(first, str) and first:
+        name = "".join(c if c.isprintable() else "\ufffd" for c in first[:MAX_SHOWN_NAME + 1])
+        if len(name) > MAX_SHOWN_NAME:
+            name = name[:MAX_SHOWN_NAME - 1] + "…"
+        return f"{note}, not reproduced (first difference: {name})"
+    return f"{note}, not reproduced (the rerun did not finish)"
+
+
 FILTERS = {"num": fmt_number, "count": fmt_count, "mib": fmt_mib, "secs": fmt_seconds, "when": fmt_time,
-           "short": fmt_commit}
+           "short": fmt_commit, "scored_as": scored_as}
 
 
 def team_page(team: str) -> str | None:
@@ -167,13 +195,19 @@ def leaderboard_columns(challenge: Challenge) -> dict[str, list[metrics.Column]]
     primary = metric_column(challenge, challenge.primary)
     rank = metrics.plain("Rank", f"Place by the team's best public {challenge.primary}; "
                          "ties by the earlier first-seen time of the submission, then team name.")
+    tier = ("Rank tier from the phase's ranking statistics: walking down this table, a team joins the "
+            "tier of the team above unless that tier's first team is significantly better than it "
+            "(Holm-adjusted one-sided Wilcoxon signed-rank tests on per-item {part} {primary}); then it "
+            "starts the next tier. — : no statistics (too few scored items).")
     return {
         "public": [rank, metrics.plain("Team", "The team, linked to its page."),
+                   metrics.plain("Tier", tier.format(part="public", primary=challenge.primary)),
                    *(metric_column(challenge, c) for c in challenge.columns),
                    metrics.plain("Submissions", "The team's submissions in the phase, every status counted."),
                    metrics.plain("Last submission", "First-seen time (UTC) of the team's latest submission.")],
         "final": [metrics.plain("Rank", "Place by the private score of the team's selected submissions."),
                   metrics.plain("Team", "The team, linked to its page."),
+                  metrics.plain("Tier", tier.format(part="private", primary=challenge.primary)),
                   metrics.Column(f"{challenge.primary} (private)", primary.definition, primary.better),
                   metrics.plain("Public rank", "The team's rank on the public leaderboard of the phase."),
                   metrics.plain("Change", "Places gained (▲) or lost (▼) since the public leaderboard."),
@@ -183,9 +217,13 @@ def leaderboard_columns(challenge: Challenge) -> dict[str, list[metrics.Column]]
 
 def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecord],
                         exports: Mapping[str, str],
-                        submission_lists: Mapping[str, list[str]]) -> dict[str, Any]:
+                        submission_lists: Mapping[str, list[str]],
+                        tiers: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
+                        ranking_pages: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``exports``: ``public:<phase>`` or ``final:<phase>`` -> the stem of its JSON and CSV files;
-    ``submission_lists``: phase -> the pages listing its submissions."""
+    ``submission_lists``: phase -> the pages listing its submissions; ``tiers``: phase -> part
+    (``public``, ``private``) -> team -> rank tier; ``ranking_pages``: phase -> its ranking
+    statistics page."""
     prefix = f"{challenge.id}/"
     bad = [{"record": b, "page": path.removeprefix(prefix)}
            for path, b in sorted(error_pages.items()) if path.startswith(prefix)]
@@ -202,6 +240,8 @@ def leaderboard_context(challenge: Challenge, error_pages: Mapping[str, BadRecor
         "submission_lists": submission_lists,
         "column_info": leaderboard_columns(challenge),
         "late_phases": partial(late_phases, challenge),
+        "tiers": tiers or {},
+        "ranking_pages": ranking_pages or {},
     }
 
 

@@ -109,6 +109,29 @@ def test_first_difference_names_the_first_differing_or_missing_file(tmp_path):
     assert verification(False, "x" * 1000)["first_difference"] == "x" * 255
 
 
+def test_site_note_escapes_and_bounds_the_participants_file_name():
+    from site_generator.build import environment
+    from site_generator.pages import scored_as
+
+    def record(kind: str, verification: object) -> Evaluation:
+        return Evaluation.from_dict({"id": "t--0--p", "challenge": {"type": kind}, "team": "t", "submission": {},
+                                     "phase": "p", "split": "test", "status": "evaluated",
+                                     "verification": verification})
+
+    assert scored_as(record("inference", {})) == ""
+    assert scored_as(record("results", {})) == "scored as submitted"
+    assert scored_as(record("results", "junk")) == "scored as submitted"
+    ok = {"mode": "rerun", "reproduced": True, "first_difference": None}
+    assert scored_as(record("results", ok)) == "scored as submitted, reproduced"
+    failed = {"mode": "rerun", "reproduced": False, "first_difference": None}
+    assert scored_as(record("results", failed)) == "scored as submitted, not reproduced (the rerun did not finish)"
+    hostile = {"mode": "rerun", "reproduced": False, "first_difference": "<script>alert(1)</script>\x1b[2J" + "a" * 500}
+    note = scored_as(record("results", hostile))
+    assert "\x1b" not in note and len(note) < 140 and note.endswith("…)")
+    html = environment().from_string("{{ ev | scored_as }}").render(ev=record("results", hostile))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
 @pytest.mark.slow
 def test_better_solution_outranks_the_starter_kit_and_both_reproduce(arena):
     for name, solution in (("starter", None), ("better", TEMPLATE / "solutions" / "better" / "predict.py")):
@@ -145,6 +168,15 @@ def test_predictions_edited_after_the_run_are_scored_but_not_reproduced(arena):
     assert ev.status is Status.EVALUATED, ev.reason  # scored as submitted
     assert ev.verification == {"mode": "rerun", "reproduced": False, "first_difference": "campaign_001.csv"}
     assert ev.metrics["r2"] is not None
+
+    from site_generator.build import build_site
+
+    site = arena.root / "site"
+    report = build_site(arena.config.results, site, strict=True)
+    assert not report.problems
+    note = "scored as submitted, not reproduced (first difference: campaign_001.csv)"
+    assert note in (site / "coatings-test" / "evaluations" / f"{ev.id}.html").read_text()
+    assert note in (site / "coatings-test" / "leaderboard.html").read_text()
 
 
 @pytest.mark.slow
