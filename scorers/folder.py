@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import classification, instance, interval, pixel, regression
+from . import brains, classification, instance, interval, pixel, regression
 from ._version import __version__
 from .errors import ScorerError
 from .files import ItemError, align, read_labels, read_mask, read_table, table_column
@@ -227,6 +227,7 @@ _KINDS: dict[str, _Kind] = {
         (".csv",), frozenset({"column", "confidence", "epsilon"}),
         _interval_score, _interval_aggregate,
     ),
+    "sex_age": _Kind((".csv",), frozenset(), brains.score_item, brains.aggregate),
 }
 
 

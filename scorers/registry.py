@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import classification, instance, interval, pixel, regression
+from . import brains, classification, instance, interval, pixel, regression
 from .errors import ScorerError
 
 __all__ = ["MetricInfo", "describe", "get", "metric_info", "names"]
@@ -185,6 +185,7 @@ _BY_SCORER = {
     "regression": _REGRESSION,
     "classification": _CLASSIFICATION,
     "coverage_score": _COVERAGE,
+    "sex_age": brains.DEFINITIONS,
 }
 
 
@@ -237,6 +238,7 @@ _BETTER: dict[str, dict[str, str]] = {
                    "mean_relative_error": "min"},
     "classification": {"accuracy": "max", "balanced_accuracy": "max", "f1_macro": "max"},
     "coverage_score": {"width": "min", "penalty": "min", "score": "max"},
+    "sex_age": brains.BETTER,
 }
 _BETTER_METRICS = {
     "symmetric_best_dice": "max", "best_dice": "max", "dic": "zero", "abs_dic": "min", "foreground_dice": "max",
