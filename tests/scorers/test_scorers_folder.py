@@ -155,6 +155,24 @@ def test_tabular_scorers(tmp_path):
     assert cov.metrics["width"] == pytest.approx((1 + 0.2 + 0.5 + 2) / 4)
 
 
+def test_roc_auc_folder_with_labels_other_than_0_1(tmp_path):
+    import sklearn.metrics as skm
+
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir()
+    pred.mkdir()
+    sex = [1000, 2000, 1000, 2000, 2000]
+    score = [0.2, 0.9, 0.4, 0.3, 0.4]
+    pd.DataFrame({"id": list("abcde"), "sex": sex}).to_csv(truth / "sex.csv", index=False)
+    pd.DataFrame({"id": list("edcba"), "sex": score[::-1]}).to_csv(pred / "sex.csv", index=False)
+    out = scorers.score_folder(pred, truth, scorer="roc_auc")
+    assert out.ok and out.metrics["roc_auc"] == pytest.approx(skm.roc_auc_score(sex, score))
+    flipped = scorers.score_folder(pred, truth, scorer="roc_auc", pos_label=1000)
+    assert flipped.metrics["roc_auc"] == pytest.approx(1 - skm.roc_auc_score(sex, score))
+    wrong = scorers.score_folder(pred, truth, scorer="roc_auc", pos_label=1)
+    assert not wrong.ok and "positive class 1 does not occur" in wrong.errors[0]
+
+
 def test_cli_folder_and_file(seg_dirs):
     pred, truth = seg_dirs
     runner = CliRunner()
