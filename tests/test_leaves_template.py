@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -89,9 +90,18 @@ def _solution(tmp: Path, name: str) -> Path:
     code = tmp / name / "code"
     shutil.copytree(TEMPLATE / "code", code)
     if name != "starter":
-        for path in (TEMPLATE / "solutions" / name).iterdir():
-            shutil.copyfile(path, code / path.name)
+        for path in _solution_files(name).values():
+            target = code / path.relative_to(TEMPLATE / "solutions" / name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
     return code
+
+
+def _solution_files(name: str) -> dict[str, Path]:
+    """code/<relative path> -> file of solutions/<name>."""
+    folder = TEMPLATE / "solutions" / name
+    return {f"code/{p.relative_to(folder)}": p for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 def _train_and_predict(code: Path, data: Path, work: Path) -> Path:
@@ -123,12 +133,84 @@ def test_training_reads_the_weights(data, tmp_path):
     code = _solution(tmp_path, "starter")
     few = tmp_path / "few"
     shutil.copytree(data / "public" / "train", few)
-    prior = np.load(code / "weights" / "colour_prior.npy")
+    prior = json.loads((code / "weights" / "colour_prior.json").read_text())
     thresholds = []
     for weight in (1, 10_000):
-        np.save(code / "weights" / "colour_prior.npy", (prior * weight).astype(np.float32))
+        scaled = {key: [v * weight for v in prior[key]] for key in ("leaf", "soil")}
+        (code / "weights" / "colour_prior.json").write_text(json.dumps(scaled))
         model = tmp_path / f"model-{weight}"
         subprocess.run([sys.executable, str(code / "train.py"), str(few), str(code / "weights"), str(model)],
                        check=True, capture_output=True)
         thresholds.append((model / "colour.json").read_text())
     assert thresholds[0] != thresholds[1]
+
+
+# -- the whole challenge through the real runner (full image: the solutions need scipy and skimage) --
+
+
+@pytest.fixture(scope="module")
+def leaves_arena(session_dir):
+    """A default-size leaves challenge, its runner configuration and a teams file of its own."""
+    import datetime as dt
+
+    import datalad.api as dl
+    import yaml
+
+    from jc_datalad import image
+    from jc_datalad.challenge import new_challenge
+    from jc_datalad.config import default_cache_dir, load_config
+
+    full = image.build_image(image.RECIPES["full"], cache_dir=default_cache_dir() / "images")
+    root = session_dir / "leaves"
+    made = new_challenge("leaves", root / "org", challenge_id="leaves-test", image=str(full),
+                         start=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), weeks=52 * 50)
+    spec = made.public / "challenge.yaml"
+    spec.write_text(spec.read_text().replace("signed: true", "signed: false"))
+    dl.save(dataset=str(made.public), message="Unsigned submissions for the tests", result_renderer="disabled")
+    teams = root / "teams.yaml"
+    teams.write_text("teams: {}\n")
+    config = root / "runner.yaml"
+    config.write_text(yaml.safe_dump({
+        "challenge": str(made.public), "private": str(made.private), "results": str(root / "results"),
+        "work": str(root / "jc-work"), "teams": str(teams), "workers": 2,
+    }))
+    return made, load_config(config), teams, root
+
+
+@pytest.mark.slow
+def test_better_solution_leads_through_the_runner(leaves_arena):
+    from jc_datalad import participant
+    from jc_datalad.records import Status
+    from jc_datalad.runner import run_once
+    from jc_datalad.teams import add_team
+
+    made, config, teams, root = leaves_arena
+    # the better solution's own starting weights (code/weights/colour_prior.npy) are binary: annexed,
+    # pushed with the submission and fetched by the runner for the training step (option 2.2)
+    solutions = {"starter": None, "better": _solution_files("better")}
+    assert "code/weights/colour_prior.npy" in solutions["better"]
+    heads = {}
+    for team, files in solutions.items():
+        repo = participant.make_team_repository(root / "teams" / f"{team}.git")
+        add_team(teams, team, str(repo))
+        clone = participant.clone_challenge(made.public, root / "participants" / team)
+        # the two steps of participant.yaml: training (inputs/train, code/weights -> model), then prediction
+        steps = participant.record_steps(clone, "leaves", files=files)
+        assert [s.outputs for s in steps] == [("model",), ("predictions",)]
+        assert sorted(p.name for p in (clone / "predictions").iterdir()) == \
+            sorted(p.name.replace("_rgb.png", "_label.tif") for p in (clone / "inputs" / "test").glob("*_rgb.png"))
+        heads[team] = participant.push_submission(clone, repo, "submission-1")
+
+    report = run_once(config)
+    by_team = {ev.team: ev for ev in report.evaluations}
+    assert set(by_team) == set(solutions)
+    for team, ev in by_team.items():
+        assert ev.status is Status.EVALUATED, ev.reason
+        assert ev.submission["commit"] == heads[team]
+        assert [s.get("kind") for s in ev.steps] == ["training", "prediction"]
+        assert all(s["status"] == "ok" for s in ev.steps)
+        assert set(ev.metrics) >= {"sbd", "dic", "abs_dic", "fg_dice"}
+        assert ev.metrics["n_images"] == generate.SIZES["default"].hidden_items
+    starter, best = by_team["starter"].metrics, by_team["better"].metrics
+    assert best["sbd"] > starter["sbd"] + 0.4, (starter, best)
+    assert best["abs_dic"] < starter["abs_dic"], (starter, best)

@@ -4,6 +4,7 @@ Runs with Python 3.11, numpy 1.24, scipy 1.10, scikit-image 0.19 and tifffile
 2023.2.3 (the challenge container, Debian bookworm) and with newer versions.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,28 @@ def relabel(labels):
 def write_labels(folder, name, labels):
     """Write ``folder/plantNNN_label.tif``: uint16, 0 background, leaves 1..N."""
     tifffile.imwrite(Path(folder) / label_file(name), relabel(labels).astype(np.uint16), photometric="minisblack")
+
+
+def load_prior(weights_dir):
+    """The starting histograms (leaf, soil) of the colour feature, shape (2, len(BINS) - 1).
+
+    ``colour_prior.npy`` (binary, annexed: what you trained yourself) is used when it is there,
+    else ``colour_prior.json`` (the starter kit's, with lists ``leaf`` and ``soil``).
+    """
+    weights_dir = Path(weights_dir)
+    binary, text = weights_dir / "colour_prior.npy", weights_dir / "colour_prior.json"
+    if binary.is_file():
+        prior = np.load(binary, allow_pickle=False).astype(np.float64)
+        where = binary
+    elif text.is_file():
+        data = json.loads(text.read_text())
+        prior = np.array([data["leaf"], data["soil"]], dtype=np.float64)
+        where = text
+    else:
+        raise SystemExit(f"no colour_prior.npy or colour_prior.json in {weights_dir}: the starting weights")
+    if prior.shape != (2, len(BINS) - 1):
+        raise SystemExit(f"{where.name}: shape {prior.shape}, expected (2, {len(BINS) - 1})")
+    return prior
 
 
 def best_threshold(leaf_counts, soil_counts):

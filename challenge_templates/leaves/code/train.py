@@ -5,8 +5,9 @@ Usage::
     python code/train.py TRAIN_DIR WEIGHTS_DIR MODEL_DIR
 
 TRAIN_DIR holds ``images/plantNNN_rgb.png`` and ``labels/plantNNN_label.tif``.
-WEIGHTS_DIR holds the starting point, ``colour_prior.npy``: two histograms of
-the excess-green feature (leaf pixels, soil pixels) from earlier plants. This
+WEIGHTS_DIR holds the starting point, ``colour_prior.json`` (or a binary
+``colour_prior.npy`` of your own): two histograms of the excess-green feature
+(leaf pixels, soil pixels) from earlier plants. This
 adds the histograms of the training pixels to it, picks the feature value that
 separates leaves from soil best, and writes it to ``MODEL_DIR/colour.json``.
 
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from plants import BINS, best_threshold, excess_green, read_training_pairs
+from plants import BINS, best_threshold, excess_green, load_prior, read_training_pairs
 from skimage import filters
 
 #: Noise suppression before the colour feature (pixels); predict.py uses the same.
@@ -30,9 +31,7 @@ SMOOTH_SIGMA = 1.0
 
 
 def main(train_dir, weights_dir, model_dir):
-    prior = np.load(Path(weights_dir) / "colour_prior.npy", allow_pickle=False)
-    if prior.shape != (2, len(BINS) - 1):
-        raise SystemExit(f"colour_prior.npy: shape {prior.shape}, expected (2, {len(BINS) - 1})")
+    prior = load_prior(weights_dir)
     leaf, soil = prior[0].astype(np.float64), prior[1].astype(np.float64)
     pairs = read_training_pairs(train_dir)
     for _name, rgb, labels in pairs:
