@@ -236,12 +236,62 @@ def folder_scorers() -> tuple[str, ...]:
     return tuple(sorted(_KINDS))
 
 
+def _auc_table(
+    tp: Path, pp: Path, column: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Truth labels and scores for ``roc_auc``; with one score column per class, their classes.
+
+    A prediction with the truth's column (or a single value column) holds the scores
+    of a binary task. Otherwise every value column is named by a class of the truth
+    (``id,cat,dog,fox`` or ``id,0,1,2``, in any order) and holds that class's scores:
+    a multiclass task, scored one-vs-rest.
+    """
+    truth = _truth(read_table, tp)
+    try:
+        t = table_column(truth, column, numeric=False, role="truth")
+    except ItemError as exc:
+        raise ScorerError(f"truth file {tp}: {exc}") from exc
+    pred = read_table(pp)
+    if str(t.name) in pred.columns or pred.shape[1] == 1:
+        t_arr, s = _pair_table(tp, pp, column, numeric=False)
+        return t_arr, s, None
+    t_values = t.to_numpy()
+    classes = np.unique(t_values.astype(str) if t_values.dtype == object else t_values)
+    by_name = {str(c): c for c in classes.tolist()}
+    names = [str(c) for c in pred.columns]
+    if sorted(names) != sorted(by_name):
+        unknown = sorted(set(names) - set(by_name))
+        missing = sorted(set(by_name) - set(names))
+        found = "; ".join(
+            part for part in (
+                f"no class {unknown[0][:40]!r} in the truth" if unknown else "",
+                f"no column for class {missing[0][:40]!r}" if missing else "",
+            ) if part
+        )
+        raise ItemError(
+            f"has {len(names)} score column(s) but the truth has {len(by_name)} classes ({found}); "
+            f"write the truth's column {str(t.name)[:40]!r} (binary scores) or one score column "
+            "per class, named by the class (e.g. id,0,1,2)"
+        )
+    columns = []
+    for col in pred.columns:
+        t_arr, s = align(t, table_column(pred, col, numeric=True, role="prediction"))
+        columns.append(s)
+    labels = np.array([by_name[n] for n in names])
+    return t_arr, np.column_stack(columns), labels
+
+
 def _metric_kind(name: str, tabular: bool) -> _Kind:
     """Any registered metric, applied per file and averaged over files."""
     fn = get_metric(name)
 
     def score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
-        if tabular:
+        if tabular and name == "roc_auc":
+            t, p, labels = _auc_table(tp, pp, opts.get("column"))
+            extra = {k: v for k, v in opts.items() if k != "column"}
+            if labels is not None:
+                extra["labels"] = labels
+        elif tabular:
             t, p = _pair_table(tp, pp, opts.get("column"), numeric=False)
             extra = {k: v for k, v in opts.items() if k != "column"}
         else:

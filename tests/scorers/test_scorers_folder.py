@@ -173,6 +173,31 @@ def test_roc_auc_folder_with_labels_other_than_0_1(tmp_path):
     assert not wrong.ok and "positive class 1 does not occur" in wrong.errors[0]
 
 
+@pytest.mark.parametrize("text", [False, True])
+def test_roc_auc_folder_multiclass_one_column_per_class(tmp_path, text):
+    import sklearn.metrics as skm
+
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir()
+    pred.mkdir()
+    rng = np.random.default_rng(4)
+    classes = np.array(["cat", "dog", "fox"]) if text else np.array([0, 1, 2])
+    y = classes[np.r_[0, 1, 2, rng.integers(0, 3, 37)]]
+    probs = rng.dirichlet(np.ones(3), len(y))
+    ids = [f"s{i:02d}" for i in range(len(y))]
+    pd.DataFrame({"id": ids, "label": y}).to_csv(truth / "y.csv", index=False)
+    order = [2, 0, 1]  # columns in any order, named by their class
+    frame = pd.DataFrame({str(classes[j]): probs[:, j] for j in order}, index=pd.Index(ids, name="id"))
+    frame.iloc[::-1].to_csv(pred / "y.csv")
+    out = scorers.score_folder(pred, truth, scorer="roc_auc")
+    assert out.ok, out.errors
+    assert out.metrics["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-12)
+    frame.drop(columns=str(classes[1])).to_csv(pred / "y.csv")
+    bad = scorers.score_folder(pred, truth, scorer="roc_auc")
+    assert not bad.ok and "no column for class" in bad.errors[0] and "e.g. id,0,1,2" in bad.errors[0]
+
+
 def test_cli_folder_and_file(seg_dirs):
     pred, truth = seg_dirs
     runner = CliRunner()
