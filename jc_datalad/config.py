@@ -124,6 +124,8 @@ def _backend(value: Any) -> str:
 def _seconds(value: Any) -> int:
     from jc_datalad.spec import parse_duration
 
+    if value == 0 and not isinstance(value, bool):
+        return 0
     return parse_duration(value)
 
 

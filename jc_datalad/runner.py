@@ -252,6 +252,8 @@ def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers
         + (f" or running ({len(pending)} on {backend.name})" if pending else ""))
     if admitted:
         _evaluate_all(config, backend, spec, admitted, report, say)
+    elif pending:  # jobs of an earlier pass still running: waited for like this pass's own
+        _record_finished(config, backend, spec, report, say, len(pending))
     # rejections are recorded after the evaluations, all in one commit: a quota rejection counted
     # the heads admitted before it, and one the platform failed must not have cost that slot
     platform = set(report.retry) | {ev.id for ev in report.evaluations if ev.status is Status.INFRASTRUCTURE}

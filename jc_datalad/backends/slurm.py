@@ -241,6 +241,7 @@ class SlurmBackend:
         self.settings = _settings(config)
         self.say = say
         self._submitted = False
+        self._looked = False
         self._spec: ChallengeSpec | None = None
 
     @property
@@ -289,9 +290,11 @@ class SlurmBackend:
         self.say(f"submitted Slurm job array {job} ({len(tasks)} evaluation(s), at most {settings.throttle} at once)")
 
     def collect(self) -> Iterator[Finished]:
-        """Finished evaluations of every job not collected yet. Looks once, or, after this backend
-        submitted, until they are all collected or ``slurm.wait`` has passed."""
-        deadline = time.monotonic() + (self.settings.wait_s if self._submitted else 0)
+        """Finished evaluations of every job not collected yet. The first call looks once (a pass
+        records what finished before it admits); later calls, and those after a submission, look
+        until all are collected or ``slurm.wait`` has passed."""
+        deadline = time.monotonic() + (self.settings.wait_s if self._submitted or self._looked else 0)
+        self._looked = True
         while True:
             jobs = ledger.read_jobs(self.config.results)
             if not jobs:
@@ -332,7 +335,10 @@ class SlurmBackend:
             return None
         failure, detail = self._failure(str(job), int(entry["index"]), state)
         ev = self._failed(task, entry, str(job), failure, detail)
-        return Finished(task, ledger.incoming_dir(self.config.results, eid), ev, _command(self.config, task))
+        out = ledger.incoming_dir(self.config.results, eid)
+        if ev.status is not Status.INFRASTRUCTURE:
+            ledger.write_record(out, ev)  # as run_task does: a folder with a record is finished
+        return Finished(task, out, ev, _command(self.config, task))
 
     def _failure(self, job: str, index: int, state: JobState | None) -> tuple[Failure, str]:
         exit_file = self.settings.store / EXITS / f"{job}_{index}"
