@@ -207,8 +207,8 @@ def leaderboard_columns(challenge: Challenge) -> dict[str, list[metrics.Column]]
                    metrics.plain("Last submission", "First-seen time (UTC) of the team's latest submission.")],
         "final": [metrics.plain("Rank", "Place by the private score of the team's selected submissions."),
                   metrics.plain("Team", "The team, linked to its page."),
-                  metrics.plain("Tier", tier.format(part="private", primary=challenge.primary)),
                   metrics.Column(f"{challenge.primary} (private)", primary.definition, primary.better),
+                  metrics.plain("Tier", tier.format(part="private", primary=challenge.primary)),
                   metrics.plain("Public rank", "The team's rank on the public leaderboard of the phase."),
                   metrics.plain("Change", "Places gained (▲) or lost (▼) since the public leaderboard."),
                   metrics.plain("Selected evaluations", "The submissions the final ranking considered.")],
@@ -374,8 +374,33 @@ def _steps(ev: Evaluation) -> list[dict[str, Any]]:
             "wall_s": (run or {}).get("wall_s"),
             "cpu_s": (run or {}).get("cpu_s"),
             "peak_rss_bytes": (run or {}).get("peak_rss_bytes"),
+            # type training: which step this is and the limits it ran under (organizer-made figures)
+            "kind": _STEP_KINDS.get(str((run or {}).get("kind")), ""),
+            "limits": _limits_text((run or {}).get("resources")),
         })
     return steps
+
+
+#: Step kinds a training evaluation records, as the page names them.
+_STEP_KINDS = {"training": "training", "prediction": "prediction"}
+
+
+def _limits_text(resources: Any) -> str:
+    """``20 min, 8 GiB, 2 CPUs, 0 GPUs``: the limits a step ran under; empty when not recorded."""
+    if not isinstance(resources, dict):
+        return ""
+    parts: list[str] = []
+    time_s, memory, cpus, gpus = (resources.get(k) for k in ("time_s", "memory_bytes", "cpus", "gpus"))
+    time_s, memory, cpus, gpus = (v if is_number(v) else None for v in (time_s, memory, cpus, gpus))
+    if time_s is not None:
+        parts.append(f"{float(time_s) / 60:g} min" if float(time_s) >= 60 else f"{float(time_s):g} s")
+    if memory is not None:
+        parts.append(f"{float(memory) / 2**30:g} GiB memory")
+    if cpus is not None:
+        parts.append(f"{int(cpus)} CPU{'s' if int(cpus) != 1 else ''}")
+    if gpus is not None:
+        parts.append(f"{int(gpus)} GPU{'s' if int(gpus) != 1 else ''}")
+    return ", ".join(parts)
 
 
 def _get(mapping: Any, *keys: str) -> str:

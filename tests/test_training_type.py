@@ -403,3 +403,20 @@ def test_submit_check_replays_both_steps_on_public_data(evaluated) -> None:
     assert [s.status for s in check.executed] == ["ok", "ok"]
     refused = check_submission(clones["onestep"], run=False)
     assert any("exactly two recorded steps" in p for p in refused.problems)
+
+
+@pytest.mark.slow
+def test_site_shows_both_steps_resources(evaluated, tmp_path: Path) -> None:
+    from site_generator.build import build_site
+
+    results, _clones, made = evaluated
+    ev = results["better"][0]
+    ledger = results["better"][1].parents[2]
+    build_site(ledger, tmp_path / "site", strict=True)
+    site = tmp_path / "site"
+    (page,) = [p for p in site.rglob("*.html") if ev.id in str(p.relative_to(site))]
+    html = page.read_text()
+    assert "<th scope=\"col\">Kind</th>" in html
+    assert "<td>training</td><td>20 min, 8 GiB memory, 2 CPUs, 0 GPUs</td>" in html
+    assert "<td>prediction</td><td>10 min, 4 GiB memory, 2 CPUs, 0 GPUs</td>" in html
+    assert "Step 1: training" in html and "Step 2: prediction" in html
