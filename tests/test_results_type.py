@@ -137,7 +137,26 @@ def test_better_solution_outranks_the_starter_kit_and_both_reproduce(arena):
     for name, solution in (("starter", None), ("better", TEMPLATE / "solutions" / "better" / "predict.py")):
         clone = _submit(arena, name, solution)
         participant.push_submission(clone, arena.team(name), "s1")
+    # the same predictions, annexed: fetched from the team's repository and checked against their keys
+    clone = _submit(arena, "annexed")
+    sh("git", "rm", "-q", "--cached", "-r", "predictions", cwd=clone)
+    sh("git", "annex", "add", "--force-large", "predictions", cwd=clone)
+    sh("git", "commit", "-q", "-m", "predictions into the annex", cwd=clone)
+    assert (clone / "predictions" / "campaign_000.csv").is_symlink()
+    participant.push_submission(clone, arena.team("annexed"), "s1")
+    # code broken after the run: the committed predictions still count, the rerun fails
+    clone = _submit(arena, "broken")
+    (clone / "code" / "predict.py").write_text("raise SystemExit(3)\n")
+    sh("datalad", "save", "-m", "broken after the recorded run", cwd=clone)
+    participant.push_submission(clone, arena.team("broken"), "s1")
+
     found = _by_team(arena.run())
+    broken = found.pop("broken")
+    assert broken.status is Status.EVALUATED, broken.reason
+    assert broken.verification["reproduced"] is False and broken.verification["first_difference"] is None
+    assert "the re-executed steps failed: step 1" in broken.verification["reason"]
+    assert broken.metrics == found["starter"].metrics
+    assert found["annexed"].metrics == found["starter"].metrics
     for ev in found.values():
         assert ev.status is Status.EVALUATED, ev.reason
         assert ev.challenge["type"] == "results"
