@@ -242,6 +242,7 @@ class SlurmBackend:
         self.say = say
         self._submitted = False
         self._looked = False
+        self._entries: dict[str, dict] = {}
         self._spec: ChallengeSpec | None = None
 
     @property
@@ -297,6 +298,7 @@ class SlurmBackend:
         self._looked = True
         while True:
             jobs = ledger.read_jobs(self.config.results)
+            self._entries = jobs
             if not jobs:
                 return
             # the scheduler first, then the store: a task that publishes meanwhile is seen next time
@@ -329,7 +331,8 @@ class SlurmBackend:
                 lgr.warning("%s: its job was never submitted (the runner died in sbatch); decided again", eid)
                 self.forget(eid)
                 return None
-            ledger.write_jobs(self.config.results, {eid: {**entry, "job": job}})
+            self._entries[eid] = {**entry, "job": job}
+            ledger.write_jobs(self.config.results, {eid: self._entries[eid]})
         state = states.get((str(job), int(entry["index"])))
         if state is not None and state.running:
             return None
@@ -372,7 +375,7 @@ class SlurmBackend:
             started=str(entry.get("submitted", "")), finished=utcnow())
 
     def forget(self, eval_id: str) -> None:
-        entry = ledger.read_jobs(self.config.results).get(eval_id)
+        entry = self._entries.pop(eval_id, None)  # as the last look read it: one read per look, not per job
         ledger.remove_job(self.config.results, eval_id)
         shutil.rmtree(self.settings.store / eval_id, ignore_errors=True)
         if entry and entry.get("job"):
