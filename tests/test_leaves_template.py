@@ -214,3 +214,18 @@ def test_better_solution_leads_through_the_runner(leaves_arena):
     starter, best = by_team["starter"].metrics, by_team["better"].metrics
     assert best["sbd"] > starter["sbd"] + 0.4, (starter, best)
     assert best["abs_dic"] < starter["abs_dic"], (starter, best)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="jc submit check (submit.validate_label_tiffs) expects TIFF inputs named as "
+                                       "the predictions; the leaves inputs are plantNNN_rgb.png, the predictions "
+                                       "plantNNN_label.tif (named as the hidden labels, which the runner scores)")
+def test_submit_check_accepts_the_starter_kit(leaves_arena):
+    from jc_datalad import participant
+    from jc_datalad.submit import check_submission
+
+    made, _config, _teams, root = leaves_arena
+    clone = participant.clone_challenge(made.public, root / "participants" / "check")
+    participant.record_steps(clone, "leaves")
+    result = check_submission(clone)
+    assert result.ok, result.problems

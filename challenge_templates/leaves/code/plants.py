@@ -93,7 +93,10 @@ def load_prior(weights_dir):
     """
     weights_dir = Path(weights_dir)
     binary, text = weights_dir / "colour_prior.npy", weights_dir / "colour_prior.json"
-    if binary.is_file():
+    if binary.is_symlink() or binary.exists():
+        if not binary.exists():
+            # an annexed file whose content is not here: never fall back to the starter's prior silently
+            raise SystemExit(f"{binary}: its annexed content is not here; `datalad get` it")
         prior = np.load(binary, allow_pickle=False).astype(np.float64)
         where = binary
     elif text.is_file():
