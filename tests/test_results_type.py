@@ -161,7 +161,7 @@ def test_better_solution_outranks_the_starter_kit_and_both_reproduce(arena):
         assert ev.status is Status.EVALUATED, ev.reason
         assert ev.challenge["type"] == "results"
         assert ev.verification == {"mode": "rerun", "reproduced": True, "first_difference": None}
-        assert ev.metrics["n"] == 24  # every test sample of the 4 campaigns, scored
+        assert ev.metrics["n"] == 30  # every test sample of the 6 campaigns, scored
     assert found["better"].metrics["r2"] > found["starter"].metrics["r2"]
     assert found["better"].metrics["mean_relative_error"] < found["starter"].metrics["mean_relative_error"]
 
@@ -232,7 +232,7 @@ def test_hostile_committed_predictions_are_refused_with_a_reason(arena):
     expected = {
         "symlink": "does not point into the annex",
         "huge": "exceed the 1048576-byte output limit",
-        "many": "more than 24 files",
+        "many": "more than 28 files",
         "odd": "its name holds a control character",
         "hidden": "is a hidden name",
     }

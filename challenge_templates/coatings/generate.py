@@ -53,17 +53,21 @@ TARGET = "cycles_to_failure"
 
 @dataclass(frozen=True)
 class Sizes:
-    """How much data to make: training samples, test campaigns and samples per campaign."""
+    """How much data to make: training samples, test campaigns and samples per campaign.
+
+    The test campaigns are the hidden items (one truth file each), hence ``hidden_items``
+    (``jc challenge new coatings DIR --hidden-items N``).
+    """
 
     items: int = 40  #: training samples (public, with lifetimes)
-    campaigns: int = 4  #: test spray campaigns, one CSV each
-    per_campaign: int = 6  #: samples per test campaign
+    hidden_items: int = 6  #: test spray campaigns, one CSV of inputs and one of hidden lifetimes each
+    per_campaign: int = 5  #: samples per test campaign
 
 
 #: ``default`` runs in a second (tests, the demo); ``large`` is a realistic multi-year test programme.
 SIZES = {
     "default": Sizes(),
-    "large": Sizes(items=3000, campaigns=40, per_campaign=50),
+    "large": Sizes(items=3000, hidden_items=40, per_campaign=50),
 }
 
 
@@ -126,7 +130,7 @@ def write_data(out: Path, sizes: Sizes, seed: int) -> None:
     features, cycles = samples(_rng(seed, "train"), sizes.items)
     _write(out / "public" / "train" / "coatings_train.csv", [f"T{i:05d}" for i in range(sizes.items)],
            features, cycles)
-    for c in range(sizes.campaigns):
+    for c in range(sizes.hidden_items):
         name = f"campaign_{c:03d}.csv"
         features, cycles = samples(_rng(seed, f"test/{c}"), sizes.per_campaign)
         ids = [f"C{c:03d}-{i:03d}" for i in range(sizes.per_campaign)]
