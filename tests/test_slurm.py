@@ -124,6 +124,14 @@ def test_resources_per_step_type(challenge):
 
     gpu = replace(spec, resources=replace(r, gpus=2))
     assert "--gres=gpu:2" in sbatch_resources(gpu)
+    # a training challenge: its training step's own resources count too
+    from jc_datalad.spec import Training
+
+    training = Training(inputs="inputs/train", model="model",
+                        resources=replace(r, gpus=1, cpus=r.cpus + 6, memory_bytes=64 * 2**30))
+    options = sbatch_resources(replace(spec, training=training))
+    assert "--gres=gpu:1" in options and f"--cpus-per-task={r.cpus + 6}" in options
+    assert f"--mem={64 * 1024 + 1024}M" in options
 
 
 # -- against the cluster -------------------------------------------------------------------------

@@ -101,20 +101,20 @@ def classify(state: str) -> Failure:
 # -- resources and submission -------------------------------------------------------------------
 
 def step_resources(spec: ChallengeSpec) -> list[Resources]:
-    """The resources of every step type the challenge runs (a training section, when it has one)."""
+    """The resources of every step type the challenge runs: prediction, and training when it has one."""
     found = [spec.resources]
     training = getattr(spec, "training", None)
-    extra = getattr(training, "resources", training)
-    if isinstance(extra, Resources):
-        found.append(extra)
+    if training is not None and isinstance(training.resources, Resources):
+        found.append(training.resources)
     return found
 
 
 def sbatch_resources(spec: ChallengeSpec) -> list[str]:
     """``--time``, ``--mem``, ``--cpus-per-task`` and ``--gres=gpu:N`` for one evaluation of ``spec``:
-    every step type's time in sequence, the largest memory, CPUs and GPUs, plus room for the runner."""
+    the evaluation's one time limit (``resources.evaluation_time``, which covers a training step too),
+    the largest memory, CPUs and GPUs of its step types, plus room for the runner's own work."""
     steps = step_resources(spec)
-    minutes = math.ceil((sum(r.evaluation_time_s for r in steps) + MARGIN_S) / 60)
+    minutes = math.ceil((spec.resources.evaluation_time_s + MARGIN_S) / 60)
     mem_mib = math.ceil((max(r.memory_bytes for r in steps) + MARGIN_BYTES) / 2**20)
     options = [f"--time={minutes}", f"--mem={mem_mib}M", f"--cpus-per-task={max(r.cpus for r in steps)}"]
     gpus = max(r.gpus for r in steps)
