@@ -28,7 +28,7 @@ from jc_datalad.errors import JcError
 from jc_datalad.ledger import CHALLENGES, EVALUATIONS
 from jc_datalad.records import Evaluation
 from scorers import registry
-from site_generator import description, pages, plots, public, stats, status
+from site_generator import description, pages, plots, public, ranking, ranking_pages, stats, status
 from site_generator.gather import STANDINGS, BadRecord, Gathered, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges, late_for
 from site_generator.tables import Table
@@ -248,13 +248,18 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
         shown = shown_by_id[challenge.id]
         digests = source[challenge.id][1].digests
         folder = f"{challenge.id}/"
-        boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge), exports)
+        # ranking statistics per phase (its page, and the tier column of the leaderboard)
+        ranked = _ranking(challenge, problems)
+        tiers = {name: {part: ranking_pages.tiers(s) for part, s in parts.items()} for name, parts in ranked.items()}
+        ranking_links = {p.name: page for p in challenge.phases
+                         if p.name in ranked and (page := ranking_pages.ranking_page(p)) is not None}
+        boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge, tiers), exports)
         lists = {p.name: stats.submission_pages(p) for p in challenge.phases}
         render(f"{folder}leaderboard.html", "leaderboard.html",
                partial(pages.leaderboard_context, challenge, error_pages,
                        {phase: t.name for phase, t in boards.items()},
                        {p.name: [stats.submissions_page(p, n) for n in range(1, len(lists[p.name]) + 1)]
-                        for p in challenge.phases}), page_error)
+                        for p in challenge.phases}, tiers, ranking_links), page_error)
         for p in challenge.phases:
             for n, listed in enumerate(lists[p.name], 1):
                 path = f"{folder}{stats.submissions_page(p, n)}"
@@ -271,7 +276,15 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
                                export.name), page_error, key=key)
         numbers = _tables(folder, problems, partial(stats.statistics_tables, challenge), exports)
         render(f"{folder}statistics.html", "statistics.html",
-               partial(stats.statistics_context, challenge, numbers, cache), page_error)
+               partial(stats.statistics_context, challenge, numbers, cache, ranking_links), page_error)
+        for p in challenge.phases:
+            if p.name not in ranking_links:
+                continue
+            shown_tables = _tables(folder, problems, partial(ranking_pages.ranking_tables, challenge, p,
+                                                             ranked[p.name]), exports)
+            render(f"{folder}{ranking_links[p.name]}", "ranking.html",
+                   partial(ranking_pages.ranking_context, challenge, p, ranked[p.name], shown_tables, cache),
+                   page_error)
 
         # each team's status file (and the quotas its page shows): heads the runner saw are read
         # from a ledger that holds this challenge alone (submissions/seen.jsonl names no challenge)
@@ -336,6 +349,23 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
     _save_good(out, code, [d for gathered in every for d in gathered.digests.values()])
     cache.save()
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
+
+
+def _ranking(challenge: Challenge, problems: list[str]) -> dict[str, dict[str, ranking.Statistics]]:
+    """Phase -> part -> its ranking statistics, for each phase with a ranking page; a phase whose
+    statistics cannot be computed is reported and gets no page (and no tiers)."""
+    out = {}
+    for p in challenge.phases:
+        if ranking_pages.ranking_page(p) is None:
+            continue
+        try:
+            # in this process: the build's workers are running, so no processes are forked here
+            out[p.name] = ranking_pages.phase_statistics(challenge, p)
+        except _RENDER_ERRORS as exc:
+            message = f"ranking statistics of {challenge.id} phase {p.name}: {type(exc).__name__}: {exc}"
+            lgr.warning(message)
+            problems.append(message)
+    return out
 
 
 @dataclass(frozen=True)

