@@ -328,8 +328,8 @@ def _check_results(dataset: Path, base: str, head: str, spec: ChallengeSpec, ima
             notes.append(f"not reproduced: re-executing your recorded steps on the public inputs (verify: rerun) "
                          f"writes a different {label}/{printable(first, 200)} than the one you committed; the "
                          "leaderboard will mark this entry 'not reproduced' (the committed predictions are "
-                         f"still scored). Record the run again with {_rerecord(spec)} instead of editing "
-                         "predictions, and keep the code deterministic")
+                         "still scored). Record the run again with the same `datalad containers-run` command "
+                         "instead of editing predictions, and keep the code deterministic")
         return done, notes
     finally:
         sandbox.release_mounts(work)
