@@ -236,9 +236,12 @@ def test_hostile_committed_predictions_are_refused_with_a_reason(arena):
         "odd": "its name holds a control character",
         "hidden": "is a hidden name",
     }
-    for kind in expected:
+    for kind, words in expected.items():
         clone = _submit(arena, kind)
         _add(clone, kind)
+        # jc submit check collects the committed predictions as the runner does: the same reason
+        check = check_submission(clone)
+        assert not check.ok and any(words in p for p in check.problems), (kind, check.problems)
         participant.push_submission(clone, arena.team(kind), "s1")
     found = _by_team(arena.run())
     for kind, words in expected.items():
