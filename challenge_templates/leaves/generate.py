@@ -55,7 +55,7 @@ class Sizes:
     """
 
     items: int = 3
-    hidden_items: int = 4
+    hidden_items: int = 6
     hidden_train_items: int = 6
     height: int = 96
     width: int = 96
