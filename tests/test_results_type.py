@@ -248,3 +248,34 @@ def test_hostile_committed_predictions_are_refused_with_a_reason(arena):
         ev = found[kind]
         assert ev.status is Status.REFUSED, (kind, ev.status, ev.reason)
         assert words in ev.reason, (kind, ev.reason)
+
+
+@pytest.mark.slow
+def test_without_verify_nothing_is_executed(work, minimal_image):
+    """``verify`` left out: the committed predictions are scored and no step runs, not even on public data."""
+    import datalad.api as dl
+
+    from jc_datalad.challenge import new_challenge
+
+    made = new_challenge("coatings", work / "org", challenge_id="coatings-noverify", image=str(minimal_image),
+                         start=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), weeks=52 * 50)
+    spec = made.public / "challenge.yaml"
+    text = spec.read_text().replace("signed: true", "signed: false")
+    spec.write_text("\n".join(line for line in text.splitlines() if not line.startswith("verify:")) + "\n")
+    dl.save(dataset=str(made.public), message="No rerun", result_renderer="disabled")
+    teams = work / "teams.yaml"
+    teams.write_text("teams: {}\n")
+    config = work / "runner.yaml"
+    config.write_text(yaml.safe_dump({
+        "challenge": str(made.public), "private": str(made.private), "results": str(work / "results"),
+        "work": str(work / "jc-work"), "teams": str(teams)}))
+    arena = Arena(Challenge(work / "org", made.public, made.private, made.config), work, config, teams)
+    clone = _submit(arena, "plain")
+    (clone / "code" / "predict.py").write_text("raise SystemExit(3)\n")  # would fail if it ran
+    sh("datalad", "save", "-m", "broken after the recorded run", cwd=clone)
+    participant.push_submission(clone, arena.team("plain"), "s1")
+    (ev,) = arena.run().evaluations
+    assert ev.status is Status.EVALUATED, ev.reason
+    assert ev.challenge["verify"] == "none"
+    assert ev.steps == [] and ev.verification == {}
+    assert ev.metrics["n"] == 30 and ev.submission["steps"][0]["command"] == COMMAND
