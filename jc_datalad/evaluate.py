@@ -388,8 +388,10 @@ def recorded_steps(
     steps = iter_steps(commits, messages.__getitem__, sidecar_of, prefix=prefix, image=image_path,
                        denied=spec.denied_paths, input_root=spec.interface.inputs)
     if not steps:
+        why = (f" (committed {spec.interface.outputs}/ are scored only with the run record that wrote them, "
+               "their provenance)" if spec.type is ChallengeType.RESULTS else "")
         raise Refusal(
-            "no `datalad containers-run` record between the challenge and the submission head: record "
+            f"no `datalad containers-run` record between the challenge and the submission head{why}: record "
             f'your prediction with `datalad containers-run -n {spec.container} --input '
             f'{spec.interface.inputs} --output {spec.interface.outputs} "..."`'
         )

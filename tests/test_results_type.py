@@ -207,6 +207,7 @@ def test_predictions_without_a_run_record_are_refused(arena):
     (ev,) = arena.run().evaluations
     assert ev.status is Status.REFUSED
     assert "no `datalad containers-run` record" in ev.reason
+    assert "scored only with the run record that wrote them" in ev.reason
     check = check_submission(clone)
     assert not check.ok and any("containers-run" in p for p in check.problems)
 
