@@ -44,13 +44,17 @@ def synthetic(teams: int, items: int, seed: int = 0) -> ranking.Matrix:
 
 
 def timed(label: str, call, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
+    """Median wall time of ``call``; also this process's CPU time (robust on a busy machine;
+    forked processes not counted)."""
+    times, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         call()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     median = statistics.median(times)
-    print(f"{label:<52} {median:7.3f} s  (median of {repeat}; {min(times):.3f}-{max(times):.3f})")
+    print(f"{label:<62} {median:7.3f} s  (median of {repeat}; {min(times):.3f}-{max(times):.3f}; "
+          f"CPU here {statistics.median(cpu):.3f} s)")
     return median
 
 
@@ -66,7 +70,8 @@ def main() -> int:
     m = synthetic(args.teams, args.items)
     oriented = ranking.impute_worst(m.scores)
     print(f"{args.teams} teams x {args.items} items x {args.resamples} resamples; "
-          f"{args.teams * (args.teams - 1)} one-sided tests")
+          f"{args.teams * (args.teams - 1)} one-sided tests; load average {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} cores")
 
     def boot() -> None:
         means = ranking.bootstrap_means(oriented, ranking.resample_indices(args.items, args.resamples))
@@ -83,6 +88,8 @@ def main() -> int:
     timed("Holm adjustment", lambda: ranking.holm(p), args.repeat)
     significant = np.nan_to_num(ranking.holm(p), nan=1.0) < ranking.ALPHA
     timed("ranking methods (ranks only)", lambda: ranking.method_ranks(oriented, significant), args.repeat)
+    timed("ranking.compute (everything the page shows), 1 process",
+          lambda: ranking.compute(m, "max", "public", resamples=args.resamples), args.repeat)
     whole = timed(f"ranking.compute (everything the page shows), {args.processes} processes",
                   lambda: ranking.compute(m, "max", "public", resamples=args.resamples,
                                           processes=args.processes), args.repeat)

@@ -220,14 +220,14 @@ def _pair_block(block: tuple[int, int]) -> tuple[np.ndarray, ...]:
     a, b = first[block[0]:block[1]], second[block[0]:block[1]]
     d = oriented[a] - oriented[b]
     nonzero = np.any(d != 0, axis=1)
-    a, b, d = a[nonzero], b[nonzero], d[nonzero]
+    a, b, d = a[nonzero], b[nonzero], by_magnitude(d[nonzero])
     t_plus, greater, less = (np.zeros(a.size) for _ in range(3))
     # scipy's method="auto" decides once per call from the whole block; decided here per pair,
     # as scipy decides for a single pair (and as R's wilcox.test does): the exact distribution
     # for at most 50 items without zero or tied differences, else the normal approximation
     exact = np.zeros(a.size, bool)
     if d.shape[1] <= 50 and a.size:
-        magnitudes = np.sort(np.abs(d), axis=1)
+        magnitudes = np.abs(d)  # sorted
         exact = ~np.any(d == 0, axis=1) & ~np.any(magnitudes[:, 1:] == magnitudes[:, :-1], axis=1)
     if exact.any():
         res = stats.wilcoxon(d[exact], axis=1, alternative="greater", method="exact")
@@ -238,6 +238,22 @@ def _pair_block(block: tuple[int, int]) -> tuple[np.ndarray, ...]:
         t_plus[~exact], greater[~exact] = res.statistic, res.pvalue
         less[~exact] = stats.norm.cdf(res.zstatistic)  # what alternative="less" computes
     return a, b, t_plus, items_used(d) - t_plus, greater, less
+
+
+def by_magnitude(d: np.ndarray) -> np.ndarray:
+    """Each row of differences ``d`` reordered by magnitude (the same values, zeros as +-0).
+
+    The signed-rank test of a pair depends only on the multiset of its differences, so the
+    order of the items is free; in this order scipy's stable argsort of the magnitudes (its
+    rankdata) finds each row already sorted, which halves the time of the tests. The order
+    comes from one sort of 64-bit keys: the bits of ``|d|`` (ordered as the floats are, for
+    values >= 0) shifted left past the sign bit, which is always 0, with the sign in the
+    lowest bit.
+    """
+    key = (np.abs(d).view(np.uint64) << np.uint64(1)) | (d > 0).astype(np.uint64)
+    key.sort(axis=1)
+    magnitude = (key >> np.uint64(1)).view(np.float64)
+    return np.where((key & np.uint64(1)).astype(bool), magnitude, -magnitude)
 
 
 def items_used(d: np.ndarray) -> np.ndarray:

@@ -65,6 +65,14 @@ def test_pairwise_tests_are_scipys_wilcoxon_in_both_directions(items: int) -> No
             assert statistic[i, j] == pytest.approx(ref.statistic), (i, j)
 
 
+def test_differences_ordered_by_magnitude_keep_their_values() -> None:
+    d = np.array([[0.3, -0.1, 0.0, -0.3, 2.5e-9, -7.0], [1.0, 1.0, -1.0, 0.5, -0.0, 3.0]])
+    ordered = ranking.by_magnitude(d)
+    for row, original in zip(ordered, d, strict=True):
+        assert sorted(row.tolist()) == sorted(original.tolist())
+        assert np.all(np.diff(np.abs(row)) >= 0)
+
+
 def test_pairwise_tests_in_processes_are_the_same() -> None:
     s = scores(40, 60, seed=9)
     one = ranking.wilcoxon_pairs(s)
