@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +148,41 @@ def record_path(results: Path, eval_id: str) -> Path:
     return results / EVALUATIONS / eval_id / RECORD
 
 
+# -- reproductions (jc_datalad.reproduction): a redo and its verdict, beside the original -----------
+
+#: ``reproductions/<id>/<n>/``: the n-th redo of evaluation <id> (record.json, predictions/, verdict.json);
+#: ``evaluations/<id>/`` is never written by a reproduction
+REPRODUCTIONS = "reproductions"
+VERDICT = "verdict.json"
+
+
+def valid_eval_id(eval_id: str) -> bool:
+    """Whether ``eval_id`` can name a folder of the ledger (no separators, no dot-dot)."""
+    return (0 < len(eval_id) <= 200 and eval_id.isascii() and eval_id[0].isalnum() and ".." not in eval_id
+            and all(c.isalnum() or c in "._-" for c in eval_id))
+
+
+def next_reproduction(results: Path, eval_id: str) -> int:
+    """The number the next reproduction of ``eval_id`` gets: one more than the highest committed."""
+    out = git_out(["ls-tree", "-d", "--name-only", "HEAD", f"{REPRODUCTIONS}/{eval_id}/"], results, check=False)
+    numbers = [int(n) for n in (line.rsplit("/", 1)[-1] for line in out.splitlines()) if n.isdigit()]
+    return max(numbers, default=0) + 1
+
+
+def commit_reproduction(results: Path, folder: Path, eval_id: str, number: int, message: str) -> Path:
+    """Copy a finished reproduction into ``reproductions/<id>/<n>/`` and save it in one commit.
+
+    A writer killed before the commit leaves an untracked folder, which :func:`recover` removes.
+    """
+    final = results / REPRODUCTIONS / eval_id / str(number)
+    if os.path.lexists(final):
+        raise JcError(f"{final}: exists already; a reproduction is never written over")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(folder, final, symlinks=True)
+    _save(results, [final], message)
+    return final
+
+
 def committed_ids(results: Path) -> set[str]:
     """Evaluation ids whose record is committed."""
     out = git_out(["ls-tree", "-d", "--name-only", "HEAD", f"{EVALUATIONS}/"], results, check=False)
@@ -157,12 +194,15 @@ def dataset_id(path: Path) -> str:
     return proc.stdout.strip()
 
 
-def run_record_message(results: Path, evaluation: Evaluation, cmd: list[str]) -> str:
-    """A commit message holding a DataLad run record that redoes ``evaluation``."""
+def run_record_message(results: Path, evaluation: Evaluation, cmd: list[str], *, dsid: str | None = None) -> str:
+    """A commit message holding a DataLad run record that redoes ``evaluation``.
+
+    ``dsid``: the dataset's id when the caller has it (one git call less per evaluation).
+    """
     record = {
         "chain": [],
         "cmd": " ".join(shlex.quote(c) for c in cmd),
-        "dsid": dataset_id(results),
+        "dsid": dsid if dsid is not None else dataset_id(results),
         "exit": 0,
         "extra_inputs": [],
         "inputs": [],
@@ -229,9 +269,129 @@ def commit_rejections(results: Path, evaluations: list[Evaluation]) -> None:
     _save(results, folders, _rejections_message(evaluations))
 
 
+#: An evaluation id as the runner makes them (records.evaluation_id: team--commit--phase), one path component.
+_EVAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+#: Problems listed in one refusal of :func:`commit_many`; the rest are counted.
+_MAX_PROBLEMS = 20
+
+
+def commit_many(results: Path, items: Sequence[tuple[Path, Evaluation, list[str]]]) -> str:
+    """Record many finished evaluations at once: one commit each, with its run record, chained on
+    the ledger's branch in one ``git fast-import`` stream (:mod:`jc_datalad.bulkcommit`).
+
+    ``items``: (finished folder, its evaluation, the command its run record holds), in the order
+    the commits are to be made. A folder holds ``record.json`` (whose id is the evaluation's) and
+    what the evaluation wrote; it must be on the ledger's file system (it is renamed into
+    ``evaluations/<id>``, replacing an older folder of that id). Large files are annexed and
+    small ones go to git, as :func:`commit` (``git annex add``) does. Returns the new head.
+
+    Every item is checked before anything changes; problems (an id that is not one path
+    component, a folder without its record, a symlink, a name git or the file system refuses)
+    raise :class:`JcError`, naming each. The branch moves only at the end: a writer killed
+    before that leaves it at its previous commit, and :func:`recover` records the placed
+    folders. Call with the ledger lock held.
+    """
+    from jc_datalad import bulkcommit
+
+    if not items:
+        return git_out(["rev-parse", "HEAD"], results)
+    files = _batch_files(results, items)
+    dsid = dataset_id(results)
+    commits = []
+    for (folder, ev, cmd), names in zip(items, files, strict=True):
+        final = results / EVALUATIONS / ev.id
+        if Path(os.path.abspath(folder)) != final:
+            _place(results, folder, ev.id)
+        rel = f"{EVALUATIONS}/{ev.id}"
+        commits.append(bulkcommit.NewCommit(run_record_message(results, ev, cmd, dsid=dsid), rel,
+                                            tuple(f"{rel}/{n}" for n in names)))
+    try:
+        annexed = bulkcommit.annex_files(results, [f for c in commits for f in c.files])
+        # git-annex records the content as present while fast-import writes the commits
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            present = pool.submit(bulkcommit.record_present, results, annexed.keys)
+            return bulkcommit.write_commits(results, commits, links=annexed.links, before_moving=present.result)
+    except JcError as exc:
+        raise JcError(f"{results}: recording {len(commits)} evaluation(s) failed: {exc}") from None
+
+
+def _batch_files(results: Path, items: Sequence[tuple[Path, Evaluation, list[str]]]) -> list[list[str]]:
+    """The files of each item's folder (relative to it), after checking every item; raise naming each problem."""
+    from jc_datalad.bulkcommit import annex_link_problem
+
+    problems: list[str] = []
+    out: list[list[str]] = []
+    seen: set[str] = set()
+    for folder, ev, _ in items:
+        eid = ev.id
+        names: list[str] = []
+        out.append(names)
+        if not isinstance(eid, str) or not _EVAL_ID.fullmatch(eid) or eid in seen:
+            problems.append(f"evaluation id {str(eid)[:80]!r}: " + ("given twice" if eid in seen else
+                            "not an id the runner makes (letters, digits, '.', '_', '-'; at most 200)"))
+            continue
+        seen.add(eid)
+        record = _read_record(folder)
+        if record is None or record.id != eid:
+            problems.append(f"{folder}: no {RECORD} of {eid} (the folder must hold a finished evaluation)")
+            continue
+        placed = Path(os.path.abspath(folder)) == results / EVALUATIONS / eid
+        problems += [f"{folder}/{p}" for p in _folder_problems(results, Path(folder), eid, placed, names,
+                                                                annex_link_problem)]
+    if problems:
+        more = f" (and {len(problems) - _MAX_PROBLEMS} more)" if len(problems) > _MAX_PROBLEMS else ""
+        raise JcError(f"{results}: nothing recorded: " + "; ".join(problems[:_MAX_PROBLEMS]) + more)
+    return out
+
+
+def _folder_problems(results: Path, folder: Path, eid: str, placed: bool, names: list[str],
+                     link_problem: Callable[[Path, str], str | None]) -> list[str]:
+    """Walk ``folder`` (bounded: depth, name lengths, file count), appending its files to ``names``."""
+    from jc_datalad.inspection import MAX_CHECKOUT_FILES, MAX_PATH_DEPTH, path_problem
+
+    problems: list[str] = []
+    stack = [""]
+    while stack:
+        sub = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder / sub), key=lambda e: e.name)
+        except OSError as exc:
+            return [f"{sub or '.'}: cannot be read ({exc.strerror})"]
+        for entry in entries:
+            rel = f"{sub}/{entry.name}" if sub else entry.name
+            problem = path_problem(f"{EVALUATIONS}/{eid}/{rel}")
+            if problem is None and entry.name.lower().startswith(".git"):
+                problem = "a .git name would change how git reads the ledger"
+            if problem is None and entry.is_symlink():
+                problem = link_problem(results, f"{EVALUATIONS}/{eid}/{rel}") if placed else "is a symlink"
+                if problem is None:
+                    names.append(rel)
+                    continue
+            if problem is None and entry.is_dir(follow_symlinks=False):
+                if rel.count("/") >= MAX_PATH_DEPTH:
+                    problem = f"nested deeper than {MAX_PATH_DEPTH} folders"
+                else:
+                    stack.append(rel)
+                    continue
+            elif problem is None and not entry.is_file(follow_symlinks=False):
+                problem = "is not a regular file"
+            if problem:
+                problems.append(f"{rel}: {problem}")
+            else:
+                names.append(rel)
+            if len(names) > MAX_CHECKOUT_FILES or len(problems) > _MAX_PROBLEMS:
+                return problems + [f"more than {MAX_CHECKOUT_FILES} files or {_MAX_PROBLEMS} problems; stopped"]
+    return problems
+
+
 def _rejections_message(evaluations: list[Evaluation]) -> str:
     lines = [f"- {ev.team} {ev.submission['commit'][:12]} ({ev.phase}): {ev.reason}" for ev in evaluations]
     return f"Rejected {len(evaluations)} submission head(s)\n\n" + "\n".join(lines) + "\n"
+
+
+def save_files(results: Path, paths: list[Path], message: str) -> None:
+    """Commit files written beside committed records (a rescore's score files) in one commit."""
+    _save(results, paths, message)
 
 
 def _save(results: Path, paths: list[Path], message: str) -> None:
@@ -343,13 +503,26 @@ def recover(results: Path) -> Recovery:
     rejected = [ev for ev in to_save if ev.status is Status.REJECTED]
     if rejected:
         _save(results, [results / EVALUATIONS / ev.id for ev in rejected], _rejections_message(rejected))
-    for ev in to_save:
-        if ev.status is not Status.REJECTED:
-            # the first reproduce line is the command the run record holds
-            cmd = shlex.split(ev.reproduce[0]) if ev.reproduce else ["true"]
-            _save(results, [results / EVALUATIONS / ev.id], run_record_message(results, ev, cmd))
+    # the first reproduce line is the command the run record holds
+    finished = [(results / EVALUATIONS / ev.id, ev, shlex.split(ev.reproduce[0]) if ev.reproduce else ["true"])
+                for ev in to_save if ev.status is not Status.REJECTED]
+    fit = [item for item in finished if _fits_batch(results, item)]
+    commit_many(results, fit)  # all in one go: a Slurm collection may have left thousands
+    for folder, ev, cmd in finished:
+        if all(item[1] is not ev for item in fit):
+            _save(results, [folder], run_record_message(results, ev, cmd))
     done.saved = [ev.id for ev in to_save]
     return done
+
+
+def _fits_batch(results: Path, item: tuple[Path, Evaluation, list[str]]) -> bool:
+    """Whether :func:`commit_many` takes this item; one it refuses is saved as before, alone."""
+    try:
+        _batch_files(results, [item])
+    except JcError as exc:
+        lgr.warning("%s", exc)
+        return False
+    return True
 
 
 def _record_changed(results: Path, eid: str) -> bool:
