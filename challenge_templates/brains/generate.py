@@ -40,9 +40,12 @@ AGE_RANGE = (18.0, 85.0)
 #: Fraction of the connections that differ by sex, and that change with age.
 SEX_FRACTION = 0.06
 AGE_FRACTION = 0.08
-#: Size of the sex shift and of the age change over the whole age range (correlation units).
+#: Size of the sex shift and of the age change over the whole age range (correlation units), for
+#: REFERENCE_EDGES affected connections; with more regions the effect spreads over more connections,
+#: each shifted less (by sqrt(REFERENCE_EDGES / affected)), so more regions do not make it easier.
 SEX_SHIFT = 0.2
 AGE_CHANGE = 0.4
+REFERENCE_EDGES = 12
 #: Subject noise: global offset, individual low-rank pattern, independent noise per connection.
 GLOBAL_SD = 0.04
 PATTERN_RANK = 3
@@ -91,7 +94,8 @@ def population(regions: int, seed: int) -> Population:
         chosen = rng.choice(edges, size=max(3, round(fraction * edges)), replace=False)
         values = np.zeros(edges)
         signs = np.where(rng.random(len(chosen)) < sign_bias, -1.0, 1.0)
-        values[chosen] = signs * size * rng.uniform(0.6, 1.0, len(chosen))
+        spread = np.sqrt(REFERENCE_EDGES / len(chosen))
+        values[chosen] = signs * size * spread * rng.uniform(0.6, 1.0, len(chosen))
         return _symmetric(values, regions)
 
     years = AGE_RANGE[1] - AGE_RANGE[0]
