@@ -247,8 +247,11 @@ def test_runner_killed_between_submit_and_collect(arena, slurm_cluster):
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)  # the runner dies while its jobs run
     proc.wait()
-    submitted = {e["job"] for e in ledger.read_jobs(config.results).values()}
+    jobs = ledger.read_jobs(config.results)
+    submitted = {e["job"] for e in jobs.values()}
     assert len(submitted) == 1
+    # as if it had died between sbatch and noting the job id: the next pass finds the job by its name
+    ledger.write_jobs(config.results, {eid: {**e, "job": None} for eid, e in jobs.items()})
     report = run_once(config, now=dt.datetime.now(dt.UTC))  # adopts the running jobs and waits for them
     assert sorted(ev.team for ev in report.evaluations) == ["first", "second"]
     assert all(ev.status is Status.EVALUATED for ev in report.evaluations), [ev.reason for ev in report.evaluations]

@@ -208,27 +208,35 @@ def parse_scontrol(text: str) -> dict[tuple[str, int], JobState]:
     return found
 
 
-def job_states(jobs: set[str]) -> dict[tuple[str, int], JobState]:
-    """What the scheduler knows of ``jobs``: from sacct where slurmdbd keeps accounting, else from
-    ``scontrol show job`` (which forgets a job MinJobAge seconds after it ended)."""
+def job_states(jobs: set[str]) -> tuple[dict[tuple[str, int], JobState], set[str]]:
+    """What the scheduler knows of ``jobs``, and the jobs it says it does not know at all: from sacct
+    where slurmdbd keeps accounting (it forgets nothing), else from ``scontrol show job`` (which
+    forgets a job MinJobAge seconds after it ended). A job the scheduler did not answer for is in
+    neither: nothing is decided about it until it does."""
     if not jobs:
-        return {}
+        return {}, set()
     proc = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(sorted(jobs)), "-o", "JobID,State,ExitCode"],
                           capture_output=True, text=True, timeout=120)
     if proc.returncode == 0:
-        return parse_sacct(proc.stdout)
+        return parse_sacct(proc.stdout), set()
     found: dict[tuple[str, int], JobState] = {}
+    gone: set[str] = set()
     for job in sorted(jobs):
         proc = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=120)
         if proc.returncode == 0:
             found.update(parse_scontrol(proc.stdout))
-    return found
+        elif "Invalid job id" in proc.stderr:
+            gone.add(job)
+        else:
+            lgr.warning("scontrol show job %s failed (%s): looked at again later", job, proc.stderr.strip()[:200])
+    return found, gone
 
 
-def _job_by_name(name: str) -> str | None:
+def _job_by_name(name: str) -> tuple[bool, str | None]:
+    """(whether squeue answered, the queued or running job of that name, if any)."""
     proc = subprocess.run(["squeue", "-h", "--name", name, "-o", "%F"], capture_output=True, text=True, timeout=120)
     ids = {line.strip() for line in proc.stdout.splitlines() if line.strip().isdigit()}
-    return min(ids) if ids else None
+    return proc.returncode == 0, (min(ids) if ids else None)
 
 
 # -- the backend ------------------------------------------------------------------------------
@@ -298,21 +306,21 @@ class SlurmBackend:
         self._looked = True
         while True:
             jobs = ledger.read_jobs(self.config.results)
-            self._entries = jobs
+            self._entries = dict(jobs)  # forget() drops from this copy while the loop below reads jobs
             if not jobs:
                 return
             # the scheduler first, then the store: a task that publishes meanwhile is seen next time
-            states = job_states({str(e["job"]) for e in jobs.values() if e.get("job")})
+            states, gone = job_states({str(e["job"]) for e in jobs.values() if e.get("job")})
             committed = ledger.committed_ids(self.config.results)
             for eid, entry in jobs.items():
-                found = self._look(eid, entry, states, committed)
+                found = self._look(eid, entry, states, gone, committed)
                 if found is not None:
                     yield found
             if time.monotonic() >= deadline:
                 return
             time.sleep(self.settings.poll_s)
 
-    def _look(self, eid: str, entry: dict, states: dict[tuple[str, int], JobState],
+    def _look(self, eid: str, entry: dict, states: dict[tuple[str, int], JobState], gone: set[str],
               committed: set[str]) -> Finished | None:
         task = Task.from_dict(entry["task"])
         published = self.settings.store / eid
@@ -326,14 +334,17 @@ class SlurmBackend:
             return Finished(task, out, record, _command(self.config, task))
         job = entry.get("job")
         if not job:
-            job = _job_by_name(entry["batch"])
-            if job is None:
+            answered, job = _job_by_name(entry["batch"])
+            if answered and job is None:
                 lgr.warning("%s: its job was never submitted (the runner died in sbatch); decided again", eid)
                 self.forget(eid)
-                return None
-            self._entries[eid] = {**entry, "job": job}
-            ledger.write_jobs(self.config.results, {eid: self._entries[eid]})
+            elif job is not None:  # adopted; its state is read on the next look
+                self._entries[eid] = {**entry, "job": job}
+                ledger.write_jobs(self.config.results, {eid: self._entries[eid]})
+            return None
         state = states.get((str(job), int(entry["index"])))
+        if state is None and str(job) not in gone:
+            return None  # the scheduler did not answer for it (or has not recorded it yet): later
         if state is not None and state.running:
             return None
         failure, detail = self._failure(str(job), int(entry["index"]), state)
