@@ -32,7 +32,13 @@ lgr = logging.getLogger(__name__)
 
 CONTAINER = "jc-env"
 #: The call format datalad-container expands; the runner checks recorded commands against it.
-CALL_FORMAT = "{python} {img_dspath}/.datalad/environments/%s/launch.py {img} {cmd}"
+#: The interpreter is the word ``python3``, looked up on PATH where the record is re-executed,
+#: never ``{python}`` (the recording machine's absolute interpreter path, which no other machine
+#: has). Records made with the older ``{python}`` format are still accepted
+#: (:func:`jc_datalad.provenance.call_prefix_pattern`).
+CALL_FORMAT = "python3 {img_dspath}/.datalad/environments/%s/launch.py {img} {cmd}"
+#: The call format of challenges made before the portable one; their records name an absolute interpreter.
+LEGACY_CALL_FORMAT = "{python} {img_dspath}/.datalad/environments/%s/launch.py {img} {cmd}"
 
 
 @dataclass(frozen=True)

@@ -474,15 +474,47 @@ def runner_task(config: Path, tasks_file: Path, index: int) -> None:
               show_default=True, help="Runner configuration file.")
 @_WAIT
 def runner_reproduce(evaluation_id: str, config: Path, wait: bool) -> None:
-    """Re-execute the stored evaluation EVALUATION_ID with `datalad rerun` and compare its metrics."""
+    """Redo the stored evaluation EVALUATION_ID and compare predictions and scores byte for byte.
+
+    The original record is never touched: the redo and its verdict are committed to
+    reproductions/EVALUATION_ID/<n>/ in the results dataset. Exits 1 when they differ.
+    """
     from jc_datalad.config import load_config
     from jc_datalad.runner import reproduce
 
-    before, after = reproduce(load_config(config), evaluation_id, wait=wait)
-    same = before.metrics == after.metrics and before.status == after.status
-    click.echo(f"{evaluation_id}: {after.status.value}; metrics {'identical' if same else 'DIFFER'}")
-    if not same:
-        click.echo(f"before: {before.metrics}\nafter:  {after.metrics}")
+    verdict = reproduce(load_config(config), evaluation_id, wait=wait)
+    said = "identical" if verdict.reproduced else f"DIFFER (first difference: {verdict.first_difference})"
+    click.echo(f"{evaluation_id}: {verdict.redone_status}; predictions and scores {said}; "
+               f"verdict in {verdict.folder}/")
+    if not verdict.reproduced:
+        sys.exit(1)
+
+
+# -- reproduce (readers) -------------------------------------------------------
+
+@main.group(cls=_Group)
+def reproduce() -> None:
+    """Redo a published evaluation on your own machine (docs/reproduce.md)."""
+
+
+@reproduce.command("submission")
+@click.argument("archive")
+@click.argument("evaluation_id")
+@click.option("--into", type=click.Path(path_type=Path), default=None,
+              help="Folder to clone into (default: ./EVALUATION_ID).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def reproduce_submission(archive: str, evaluation_id: str, into: Path | None, as_json: bool) -> None:
+    """Rerun a published submission's recorded steps on the public inputs and compare with its
+    committed predictions byte for byte (level a). ARCHIVE: the challenge's public archive of
+    submissions. Exits 1 when they differ."""
+    from jc_datalad.reader import reproduce_submission as run
+
+    verdict = run(archive, evaluation_id, into or Path(evaluation_id))
+    if as_json:
+        _echo_json(verdict.as_dict())
+    else:
+        click.echo(verdict.line())
+    if not verdict.identical:
         sys.exit(1)
 
 

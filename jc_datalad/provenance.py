@@ -58,6 +58,9 @@ MAX_STEPS = 100
 #: when the record is re-executed with ``datalad rerun``.
 PLAIN_PATH = r"[A-Za-z0-9_.+/][A-Za-z0-9_.+/-]*"
 _PLAIN_PATH = re.compile(PLAIN_PATH)
+#: The interpreter word of the portable call format (jc_datalad.challenge.CALL_FORMAT): found on
+#: the PATH of whoever re-executes a record, so a record names no machine's folders.
+PORTABLE_INTERPRETER = "python3"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -90,8 +93,13 @@ def call_prefix_pattern(cmdexec: str, image: str) -> re.Pattern[str]:
 
     ``{python}`` is the participant's interpreter, a plain path (:data:`PLAIN_PATH`);
     ``{img_dspath}`` is ``.`` for a record made at the dataset root. Every other part
-    must be the organizer's text exactly.
+    must be the organizer's text exactly. A format that starts with the portable
+    interpreter word (:data:`PORTABLE_INTERPRETER`) also matches records made before
+    the challenge took it up, whose first word is the recording machine's interpreter
+    path: such records keep being evaluated.
     """
+    if cmdexec.startswith(PORTABLE_INTERPRETER + " "):
+        cmdexec = "{python}" + cmdexec[len(PORTABLE_INTERPRETER):]
     parts: list[str] = []
     for literal, name, spec, conversion in string.Formatter().parse(cmdexec):
         parts.append(re.escape(literal))

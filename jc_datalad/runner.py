@@ -33,7 +33,6 @@ from jc_datalad.fsutil import remove_tree
 from jc_datalad.gitutil import (
     GitError,
     ensure_identity,
-    env_with_annex_on_path,
     git_out,
     ls_remote,
     ls_remote_tags,
@@ -108,14 +107,14 @@ def evaluate_command(config: RunnerConfig, team: str, commit: str, phase: str, s
 
 
 def _reproduce_lines(config: RunnerConfig, team: Team, commit: str, cmd: list[str], eid: str) -> list[str]:
-    """Commands that redo an evaluation, every word quoted. The last re-executes the participant's
-    run records on the reader's machine: the site shows it only for records the runner checked
-    (site_generator.gather.published_reproduce)."""
+    """Commands that redo an evaluation with the organizer's files, every word quoted: the run
+    record's own command, and level (b) of docs/reproduce.md. Readers' commands (levels a and c)
+    are not stored here; the site writes them from the ledger's archive.json and release.json,
+    where they work for a reader. No line runs a participant's record with ``datalad rerun``:
+    its recorded interpreter path exists only on the participant's machine."""
     return [
         " ".join(shlex.quote(c) for c in cmd),
         f"jc runner reproduce {shlex.quote(eid)} --config {shlex.quote(str(config.path))}",
-        f"datalad clone {shlex.quote(team.repository)} submission && cd submission && "
-        f"git checkout {shlex.quote(commit)} && datalad rerun --since= {shlex.quote(commit)}",
     ]
 
 
@@ -268,6 +267,7 @@ def _pass(config: RunnerConfig, holding: lock.Holding, now: dt.datetime, workers
             continue
         rejections.append(d)
     _record_rejections(config, spec, rejections, report, say)
+    _publish_archive(config, spec, now, say)
     report.standings = _finalize(config, spec, overrides, now, say)
     report.wall_s = time.perf_counter() - start
     return report
@@ -452,32 +452,26 @@ def _evaluate_one(config: RunnerConfig, ctx: Context, team: Team, commit: str, p
     return ev, cmd
 
 
-def reproduce(config: RunnerConfig, eval_id: str, *, wait: bool = False) -> tuple[Evaluation, Evaluation]:
-    """Re-execute a stored evaluation with ``datalad rerun``; return (stored, redone).
+def reproduce(config: RunnerConfig, eval_id: str, *, wait: bool = False):  # -> reproduction.Verdict
+    """Redo a stored evaluation beside it, never over it: see :mod:`jc_datalad.reproduction`."""
+    from jc_datalad import reproduction
 
-    Holds the results dataset's lock: the rerun commits to the ledger.
-    """
-    with lock.hold(config.results, wait=wait, what=f"jc runner reproduce {eval_id}") as holding:
-        start_writing(config, holding, lgr.info)
-        return _reproduce(config, eval_id)
+    return reproduction.reproduce(config, eval_id, wait=wait)
 
 
-def _reproduce(config: RunnerConfig, eval_id: str) -> tuple[Evaluation, Evaluation]:
-    path = ledger.record_path(config.results, eval_id)
-    if not path.exists():
-        raise JcError(f"{eval_id}: no such evaluation in {config.results}")
-    before = Evaluation.from_dict(json.loads(path.read_text()))
-    if before.status is Status.REJECTED:
-        raise JcError(f"{eval_id} was rejected ({before.reason}): nothing ran, so there is nothing to reproduce")
-    commit = git_out(["log", "-1", "--format=%H", "--", str(path.relative_to(config.results))], config.results)
-    proc = subprocess.run(
-        ["datalad", "rerun", commit], cwd=config.results, env=env_with_annex_on_path(),
-        capture_output=True, text=True,
-    )
-    if proc.returncode:
-        raise JcError(f"`datalad rerun {commit[:12]}` failed in {config.results}: {proc.stderr.strip()[-600:]}")
-    after = Evaluation.from_dict(json.loads(path.read_text()))
-    return before, after
+def _publish_archive(config: RunnerConfig, spec: ChallengeSpec, now: dt.datetime,
+                     say: Callable[[str], None]) -> None:
+    """Copy the submissions due under ``submission.publish`` into the public archive (level a)."""
+    from jc_datalad import archive
+
+    records = [r for _, r in ledger.iter_records(config.results) if isinstance(r, Evaluation)]
+    try:
+        added = archive.publish(config, spec, records, now)
+    except (JcError, OSError, RuntimeError) as exc:  # datalad's errors are RuntimeErrors; never stops a pass
+        say(f"public archive of submissions not updated: {exc}")
+        return
+    if added:
+        say(f"{len(added)} submission(s) copied into the public archive {archive.archive_path(config, spec)}")
 
 
 def override(config: RunnerConfig, action: str, target: str, *, reason: str, end: str | None = None,

@@ -45,6 +45,14 @@ class Verify(StrEnum):
     RERUN = "rerun"  #: also re-execute the recorded steps on the public inputs and compare byte for byte
 
 
+class Publish(StrEnum):
+    """When the runner copies an evaluated submission into the public archive (``submission.publish``)."""
+
+    AFTER_PHASE = "after-phase"  #: once the phase it was evaluated for has ended (the default)
+    IMMEDIATELY = "immediately"  #: as soon as it is evaluated
+    NEVER = "never"  #: never: no level-(a) reproduction by readers
+
+
 class Direction(StrEnum):
     MAX = "max"
     MIN = "min"
@@ -133,6 +141,8 @@ class SubmissionRules:
     denied_paths: tuple[str, ...] = DENIED_PATHS
     signed: bool = False  #: head commits must be signed with a key registered for the team
     count_failed: bool = True  #: failed evaluations count toward the quota, as on Codabench
+    #: when evaluated submissions enter the public archive (jc_datalad.archive, docs/reproduce.md)
+    publish: Publish = Publish.AFTER_PHASE
 
 
 @dataclass(frozen=True)
@@ -376,12 +386,14 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
     phases = _parse_phases(c, top.get("phases"))
 
     sub = c.section("submission", required=False)
-    c.unknown(sub, "submission", {"max_file_size", "signed", "count_failed"})
+    c.unknown(sub, "submission", {"max_file_size", "signed", "count_failed", "publish"})
     submission = SubmissionRules(
         max_file_bytes=c.get(sub, "submission.max_file_size", parse_size, "a size such as 100M",
                              SubmissionRules().max_file_bytes),
         signed=c.get(sub, "submission.signed", _bool, "true or false", False),
         count_failed=c.get(sub, "submission.count_failed", _bool, "true or false", True),
+        publish=Publish(c.get(sub, "submission.publish", _choice(tuple(v.value for v in Publish)),
+                              "when evaluated submissions enter the public archive", Publish.AFTER_PHASE.value)),
     )
     tm = c.section("teams", required=False)
     c.unknown(tm, "teams", {"merge_deadline"})

@@ -31,6 +31,7 @@ from scorers import registry
 from site_generator import description, pages, plots, public, ranking, ranking_pages, stats, status
 from site_generator.gather import STANDINGS, BadRecord, Gathered, gather
 from site_generator.leaderboard import Challenge, attach_finals, challenges, late_for
+from site_generator.reproduce_levels import Levels, gather_levels
 from site_generator.tables import Table
 from site_generator.workers import Workers
 
@@ -137,7 +138,11 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
     source: dict[str, tuple[Path, Gathered]] = {}
     found: list[Challenge] = []
     problems: list[str] = []
+    # per ledger: which evaluations readers can reproduce (the archive, the released hidden data)
+    levels_of: dict[Path, Levels] = {}
     for ledger, gathered in zip(ledgers, every, strict=True):
+        levels_of[ledger] = gather_levels(ledger)
+        problems += list(levels_of[ledger].problems)
         mine, inconsistencies = challenges(gathered.evaluations, gathered.bad)
         mine, final_problems = attach_finals(mine, gathered.finals, gathered.final_paths)
         problems += list(gathered.problems) + inconsistencies + final_problems
@@ -217,13 +222,14 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
             path = f"{challenge.id}/evaluations/{ev.id}.html"
             # a late head's page names the phase it came after, from the description for older records
             page_key = (shown_by_id[challenge.id], gathered.digests[ev.id], record, sorted(logs.items()),
-                        late_for(ev, challenge))
+                        late_for(ev, challenge), levels_of[ledger].key(ev))
             if keys.unchanged(path, keys.digest(path, "evaluation.html", page_key), list(copies)):
                 rendered[path] = None
                 rendered.update(dict.fromkeys(copies))  # written with the page, from the same record
                 continue
             rendered.update(_copies(copies, problems))
-            jobs.append(_PageJob(path, page_key, partial(pages.evaluation_context, ev, challenge, record, logs),
+            jobs.append(_PageJob(path, page_key, partial(pages.evaluation_context, ev, challenge, record, logs,
+                                                         levels=levels_of[ledger]),
                                  partial(_evaluation_error, BadRecord(
                                      path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
                                      team=ev.team, phase=ev.phase))))

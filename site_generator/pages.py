@@ -256,8 +256,11 @@ def _public_columns(challenge: Challenge, ev: Evaluation) -> list[str]:
 
 
 def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
-                       logs: Mapping[str, str]) -> dict[str, Any]:
-    """``logs``: what the ledger publishes of the steps' logs (see :func:`published_logs`)."""
+                       logs: Mapping[str, str], levels: Any = None) -> dict[str, Any]:
+    """``logs``: what the ledger publishes of the steps' logs (see :func:`published_logs`);
+    ``levels``: what readers can reproduce (:class:`site_generator.reproduce_levels.Levels`)."""
+    from site_generator import reproduce_levels
+
     evaluated = ev.status is Status.EVALUATED
     scorer = scorer_name(ev)
     public = metrics.layout(_public_columns(challenge, ev), scorer, primary=challenge.primary,
@@ -294,6 +297,8 @@ def evaluation_context(ev: Evaluation, challenge: Challenge, record: str,
         "provenance": _provenance(ev, record),
         "stages": sorted(ev.stages.items()),
         "reproduce": published_reproduce(ev),  # a rerun of unchecked records is never shown
+        # each level's command, only where it works for its reader (docs/reproduce.md)
+        "levels": reproduce_levels.commands(ev, levels or reproduce_levels.Levels(), published_reproduce(ev)),
         # first seen while no phase was open: shown as late (for the phase it came after), not as a phase
         "late": {"after": late_for(ev, challenge)} if ev.phase == OUTSIDE else None,
         "record": record,

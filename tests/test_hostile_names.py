@@ -203,7 +203,9 @@ def test_forged_interpreter_word_is_refused_and_no_reproduce_command_is_publishe
     repo = arena.team("forger")
     clone = arena.clone("forger")
     marker = work / "reader-machine-was-touched"
-    outer = call_format(clone).format(python=f"$(touch {marker})", img_dspath=".", img=IMAGE,
+    # the interpreter word forged in a record of the portable format and of the older {python} one
+    fmt = call_format(clone).replace("python3 ", "{python} ", 1)
+    outer = fmt.format(python=f"$(touch {marker})", img_dspath=".", img=IMAGE,
                                       cmd="python code/predict.py {inputs} {outputs}")
     record = {"cmd": outer, "pwd": ".", "inputs": ["inputs/test"], "outputs": ["predictions"],
               "extra_inputs": [IMAGE], "exit": 0, "chain": []}

@@ -86,8 +86,10 @@ def test_reproduce_reexecutes_from_the_ledger(arena):
     assert ev.status is Status.EVALUATED
     result = CliRunner().invoke(main, ["runner", "reproduce", ev.id, "--config", str(arena.config_path)])
     assert result.exit_code == 0, result.output
-    assert "metrics identical" in result.output
-    again = Evaluation.from_dict(json.loads(ledger.record_path(arena.config.results, ev.id).read_text()))
+    assert "predictions and scores identical" in result.output
+    # the redo lies beside the original, which it never touches (tests/test_reproduce_levels.py)
+    again = Evaluation.from_dict(json.loads(
+        (arena.config.results / ledger.REPRODUCTIONS / ev.id / "1" / ledger.RECORD).read_text()))
     assert again.metrics == ev.metrics
     assert again.finished != ev.finished  # it really ran again
     # what the pass knew about the submission survives the redo

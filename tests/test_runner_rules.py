@@ -55,7 +55,7 @@ def test_hand_written_record_is_never_run_on_the_host(arena, work):
 def test_edited_container_config_is_refused(arena):
     repo, clone = honest(arena, "launcher-editor")
     cfg = clone / ".datalad" / "config"
-    cfg.write_text(cfg.read_text().replace("{python} {img_dspath}", "sh -c 'cat /etc/shadow'; {python} {img_dspath}"))
+    cfg.write_text(cfg.read_text().replace("cmdexec = ", "cmdexec = sh -c 'cat /etc/shadow'; "))
     sh("git", "commit", "-q", "-am", "tweak", cwd=clone)
     participant.push_submission(clone, repo, "s1")
     ev = only(arena.run())

@@ -1,0 +1,162 @@
+"""The three levels of reproduction (docs/reproduce.md), each run the way its reader runs it.
+
+(a) a reader (the non-root account ``ada``, with no organizer file) runs the level-(a) command
+    exactly as the built site prints it, against the public archive of submissions;
+(b) the organizer's ``jc runner reproduce ID`` leaves the original record byte for byte as it
+    was and writes the redo and its verdict to ``reproductions/ID/<n>/``;
+(c) after ``jc challenge release-hidden``, the page's level-(c) command reproduces the score.
+
+Also: records made with the older call format (an absolute interpreter path) still evaluate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import DATA, sh
+from test_docs import AS_ROOT, participant, tools_for  # noqa: F401  (participant: the fixture)
+
+from jc_datalad import ledger
+from jc_datalad.challenge import CALL_FORMAT, LEGACY_CALL_FORMAT
+from jc_datalad.cli import main
+from jc_datalad.records import Status
+
+LATER = dt.datetime(2080, 1, 1, tzinfo=dt.UTC)  # after the fixture challenge's one phase
+
+
+def _submit(arena, name: str, *, legacy: bool = False) -> str:
+    """A team's recorded prediction pushed to its repository; ``legacy``: recorded with the older
+    call format, whose run record names this machine's absolute interpreter path."""
+    from jc_datalad import participant as p
+
+    repo = arena.team(name)
+    clone = arena.clone(name)
+    if legacy:  # the participant's own config, as clones of challenges made before the change had
+        sh("git", "config", "datalad.containers.jc-env.cmdexec", LEGACY_CALL_FORMAT % "jc-env", cwd=clone)
+    p.record_prediction(clone, files={"code/predict.py": DATA / "threshold_predict.py"})
+    return p.push_submission(clone, repo, "s1")
+
+
+def _record_bytes(results: Path, eid: str) -> bytes:
+    return ledger.record_path(results, eid).read_bytes()
+
+
+def test_call_format_names_no_machine_path():
+    assert not CALL_FORMAT.startswith("{python}")
+    assert CALL_FORMAT.split(" ", 1)[0] == "python3"
+
+
+@pytest.mark.slow
+def test_old_record_with_absolute_interpreter_still_evaluates(arena):
+    _submit(arena, "oldstyle", legacy=True)
+    (ev,) = arena.run().evaluations
+    assert ev.status is Status.EVALUATED, ev.reason
+    recorded = ev.submission["steps"][0]["recorded_cmd"]
+    assert recorded.startswith("/") and recorded.split(" ", 1)[0].endswith(("python", "python3")), recorded
+    _submit(arena, "newstyle")
+    (new,) = arena.run().evaluations
+    assert new.status is Status.EVALUATED, new.reason
+    assert new.submission["steps"][0]["recorded_cmd"].startswith("python3 ./.datalad/environments/jc-env/launch.py ")
+
+
+@pytest.mark.slow
+def test_level_b_reproduce_never_touches_the_original(arena):
+    _submit(arena, "auditee")
+    (ev,) = arena.run().evaluations
+    assert ev.status is Status.EVALUATED, ev.reason
+    results = arena.config.results
+    before = _record_bytes(results, ev.id)
+    log_before = sh("git", "log", "--format=%H", "--", f"evaluations/{ev.id}", cwd=results)
+    out = CliRunner().invoke(main, ["runner", "reproduce", ev.id, "--config", str(arena.config_path)])
+    assert out.exit_code == 0, out.output
+    assert "identical" in out.output and f"reproductions/{ev.id}/1/" in out.output
+    assert _record_bytes(results, ev.id) == before
+    assert sh("git", "log", "--format=%H", "--", f"evaluations/{ev.id}", cwd=results) == log_before
+    verdict = json.loads((results / "reproductions" / ev.id / "1" / "verdict.json").read_text())
+    assert verdict["reproduced"] is True and verdict["first_difference"] is None
+    assert (results / "reproductions" / ev.id / "1" / "record.json").is_file()
+    assert sorted(p.name for p in (results / "reproductions" / ev.id / "1" / "predictions").iterdir()) == \
+        sorted(p.name for p in (results / "evaluations" / ev.id / "predictions").iterdir())
+    assert sh("git", "status", "--porcelain", cwd=results) == ""
+    # a second reproduction gets the next number; the first stays
+    out = CliRunner().invoke(main, ["runner", "reproduce", ev.id, "--config", str(arena.config_path)])
+    assert out.exit_code == 0, out.output
+    assert (results / "reproductions" / ev.id / "2" / "verdict.json").is_file()
+    assert _record_bytes(results, ev.id) == before
+
+
+def _build_site(results: Path, site: Path) -> None:
+    out = CliRunner().invoke(main, ["site", "build", str(results), "--output", str(site)])
+    assert out.exit_code == 0, out.output
+
+
+def _page_command(site: Path, eid: str, level: str) -> str:
+    """The command of ``level`` as the evaluation's page prints it (HTML unescaped)."""
+    pages = [p for p in site.rglob("*.html") if eid in p.read_text()]
+    for page in pages:
+        m = re.search(rf'<pre class="reproduce-{level}"><code>(.*?)</code></pre>', page.read_text(), re.DOTALL)
+        if m:
+            return html.unescape(m.group(1)).strip()
+    raise AssertionError(f"no level-({level}) command for {eid} on any page of {site}")
+
+
+def _as(user: str, tools: Path, cwd: Path, command: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    script = f"umask 022\ncd {cwd}\n{command}\n"
+    env = {"HOME": str(cwd), "PATH": f"{tools}:/usr/local/bin:/usr/bin:/bin", "USER": user, "LOGNAME": user,
+           "LANG": "C.UTF-8", "GIT_CONFIG_NOSYSTEM": "1"}
+    argv = ["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+            "bash", "--noprofile", "--norc", "-e", "-c", script]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _ensure_user(user: str) -> None:
+    """Another test session on this machine may have removed the shared account meanwhile."""
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/bash", user], check=False)
+
+
+def _reader_home(work: Path, user: str) -> Path:
+    _ensure_user(user)
+    home = work / f"{user}-home"
+    home.mkdir()
+    shutil.chown(home, user)
+    return home
+
+
+@pytest.mark.slow
+@AS_ROOT
+def test_level_a_reader_reruns_the_page_command(arena, work, participant):  # noqa: F811
+    tools = tools_for(participant, work)
+    _submit(arena, "legacyteam", legacy=True)  # an old record: the page's command must work for it too
+    (ev,) = arena.run().evaluations
+    assert ev.status is Status.EVALUATED, ev.reason
+    site = work / "site"
+    _build_site(arena.config.results, site)
+    with pytest.raises(AssertionError):  # not published while the phase runs (publish: after-phase)
+        _page_command(site, ev.id, "a")
+    arena.run(now=LATER)  # the phase has ended: the submission enters the public archive
+    index = json.loads((arena.config.results / "archive.json").read_text())
+    assert ev.id in index["evaluations"]
+    shutil.rmtree(site)
+    _build_site(arena.config.results, site)
+    command = _page_command(site, ev.id, "a")
+    assert command.startswith("jc reproduce submission ")
+    home = _reader_home(work, participant)
+    proc = _as(participant, tools, home, command)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "identical" in proc.stdout
+    # the reader's clone holds the committed predictions; the rerun wrote the same bytes
+    assert any((home / ev.id / "predictions").iterdir())
