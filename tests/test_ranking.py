@@ -188,6 +188,14 @@ def test_missing_items_get_the_worst_score_and_too_few_items_no_statistics() -> 
     assert ranking.min_items(3) == ranking.MIN_ITEMS and ranking.min_items(1000) == 500
 
 
+def test_one_or_two_teams() -> None:
+    one = ranking.compute(ranking.Matrix(("a",), tuple("ijklmn"), scores(1, 6)), "max", "public", resamples=30)
+    assert [(t.team, t.tier, t.rank_low, t.rank_high) for t in one.teams] == [("a", 1, 1, 1)]
+    assert one.pairs == () and all(m.tau is None for m in one.methods)
+    two = ranking.compute(ranking.Matrix(("a", "b"), tuple("ijklmn"), scores(2, 6)), "max", "public", resamples=30)
+    assert len(two.pairs) == 2 and all(0 <= p.p_value <= 1 for p in two.pairs)
+
+
 def test_same_scores_give_the_same_statistics() -> None:
     s = scores(6, 30, seed=8)
     m = ranking.Matrix(teams=tuple("abcdef"), items=tuple(f"i{n}" for n in range(30)), scores=s)
