@@ -137,6 +137,30 @@ def challenge_check(path: Path, private: Path | None, config: Path | None, as_js
         click.echo(f"note: {note}", err=True)
 
 
+@challenge.command("release-hidden")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+              show_default=True, help="Runner configuration file.")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="The release dataset (default: <challenge>-hidden-released beside the results).")
+@click.option("--at", "at", default=None, help="Release as of this time (ISO, UTC; default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was released as JSON.")
+@click.option("--wait/--no-wait", default=False, show_default=True,
+              help="Wait for another writer of the results dataset instead of stopping.")
+def challenge_release_hidden(config: Path, output: Path | None, at: str | None, as_json: bool, wait: bool) -> None:
+    """Publish the hidden inputs and labels of every split whose phases have ended, as a dataset
+    anyone can clone (level c of docs/reproduce.md); never teams.yaml, keys or running phases' data."""
+    from jc_datalad.config import load_config
+    from jc_datalad.release import release_hidden
+    from jc_datalad.spec import _parse_time
+
+    done = release_hidden(load_config(config), now=_parse_time(at) if at else None, output=output, wait=wait)
+    if as_json:
+        _echo_json(done.as_dict())
+        return
+    click.echo(f"{done.dataset}: hidden data of {', '.join(done.splits)} released"
+               + (f" ({', '.join(done.added)} new)" if done.added else " (nothing new)"))
+
+
 # -- image -------------------------------------------------------------------
 
 @main.group(cls=_Group)
@@ -490,6 +514,60 @@ def runner_reproduce(evaluation_id: str, config: Path, wait: bool) -> None:
         sys.exit(1)
 
 
+@runner.command("rescore")
+@click.option("--evaluation", "ids", multiple=True, help="An evaluation to rescore (repeatable); default every one.")
+@click.option("--phase", help="Only evaluations of this phase.")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+              show_default=True, help="Runner configuration file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_WAIT
+def runner_rescore(ids: tuple[str, ...], phase: str | None, config: Path, as_json: bool, wait: bool) -> None:
+    """Score the stored predictions of evaluated submissions again with the current scorer.
+
+    Nothing is re-executed. Each result goes to evaluations/<id>/scores/<scorer>-<version>.json
+    beside the record, which is never changed; the site shows the newest scorer version's scores.
+    """
+    from jc_datalad.config import load_config
+    from jc_datalad.rescore import rescore
+
+    report = rescore(load_config(config), ids=ids, phase=phase, wait=wait, progress=None if as_json else click.echo)
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(f"{len(report.rescored)} rescored with {report.scorer} {report.version}, "
+                   f"{len(report.unchanged)} already scored by it, {len(report.failed)} not rescored")
+    if report.failed:
+        raise click.ClickException(f"{len(report.failed)} evaluation(s) could not be rescored (see above)")
+
+
+@runner.command("rerun")
+@click.option("--hidden-version", required=True, help="A commit of the private dataset: the hidden data to run on.")
+@click.option("--final-only", is_flag=True, help="Only each team's final selection (its final/ tags, else its best).")
+@click.option("--phase", help="Only submissions of this phase.")
+@click.option("--evaluation", "ids", multiple=True, help="Only this original evaluation (repeatable).")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default="runner.yaml",
+              show_default=True, help="Runner configuration file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_WAIT
+def runner_rerun(hidden_version: str, final_only: bool, phase: str | None, ids: tuple[str, ...], config: Path,
+                 as_json: bool, wait: bool) -> None:
+    """Re-execute evaluated submissions on another version of the hidden data.
+
+    Each result is a new evaluation <id>--hidden-<version>; the original records stay as
+    they are and no quota is charged. The reruns form a leaderboard version of their own.
+    """
+    from jc_datalad.config import load_config
+    from jc_datalad.rerun import rerun
+
+    report = rerun(load_config(config), hidden_version, final_only=final_only, phase=phase, ids=ids, wait=wait,
+                   progress=None if as_json else click.echo)
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(f"{len(report.evaluations)} rerun(s) on hidden version {report.hidden_version[:12]}, "
+                   f"{len(report.already_done)} already in the ledger, {len(report.failed)} not run")
+
+
 # -- reproduce (readers) -------------------------------------------------------
 
 @main.group(cls=_Group)
@@ -510,6 +588,40 @@ def reproduce_submission(archive: str, evaluation_id: str, into: Path | None, as
     from jc_datalad.reader import reproduce_submission as run
 
     verdict = run(archive, evaluation_id, into or Path(evaluation_id))
+    if as_json:
+        _echo_json(verdict.as_dict())
+    else:
+        click.echo(verdict.line())
+    if not verdict.identical:
+        sys.exit(1)
+
+
+@reproduce.command("score")
+@click.argument("archive")
+@click.argument("evaluation_id")
+@click.option("--hidden", "released", required=True, help="The released hidden data (jc challenge release-hidden).")
+@click.option("--split", required=True, help="The hidden split the evaluation was scored on.")
+@click.option("--expect", multiple=True, metavar="NAME=VALUE",
+              help="A recorded score to compare with (repeatable); without any, the scores are printed.")
+@click.option("--into", type=click.Path(path_type=Path), default=None,
+              help="Folder to clone into (default: ./EVALUATION_ID).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def reproduce_score(archive: str, evaluation_id: str, released: str, split: str, expect: tuple[str, ...],
+                    into: Path | None, as_json: bool) -> None:
+    """Rerun a published submission on the released hidden inputs and score it against the
+    released labels (level c). Exits 1 when a score differs from its --expect value."""
+    from jc_datalad.reader import reproduce_score as run
+
+    expected = {}
+    for item in expect:
+        name, sep, value = item.partition("=")
+        try:
+            expected[name] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: write NAME=VALUE, such as sbd=0.75", param_hint="--expect") from None
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: write NAME=VALUE", param_hint="--expect")
+    verdict = run(archive, evaluation_id, released, split, into or Path(evaluation_id), expected)
     if as_json:
         _echo_json(verdict.as_dict())
     else:
@@ -605,13 +717,17 @@ def site_build(results: tuple[Path, ...], output: Path, strict: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path), default="demo")
+@click.option("--template", default="bacteria", show_default=True,
+              help="The template to play (`jc challenge templates` lists them).")
 @click.option("--image", default="full", show_default=True, help="Image recipe (full, minimal) or tarball.")
-def demo(directory: Path, image: str) -> None:
-    """Play everything in DIRECTORY: a challenge, four teams (one cheating), a runner pass during
-    the phase and one after it ends, the site."""
+def demo(directory: Path, template: str, image: str) -> None:
+    """Play a template end to end in DIRECTORY (bacteria by default: a challenge, four teams, one
+    cheating; other templates: a team with the starter kit, one with the better solution, and a
+    cheating one where the template has one), a runner pass during the phase and one after it ends,
+    a check that the better solution leads the final leaderboard, the site."""
     from jc_datalad.demo import run_demo
 
-    index = run_demo(directory, image=image, progress=click.echo)
+    index = run_demo(directory, template=template, image=image, progress=click.echo)
     click.echo(f"\nThe leaderboard site is ready: {index}")
 
 
