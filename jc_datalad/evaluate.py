@@ -239,9 +239,14 @@ def evaluate(
     submission: dict | None = None,
     reproduce: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    eval_id: str | None = None,
 ) -> Evaluation:
-    """Evaluate ``team``'s ``commit`` into the folder ``out``; always returns a record."""
-    eid = evaluation_id(team.name, commit, phase)
+    """Evaluate ``team``'s ``commit`` into the folder ``out``; always returns a record.
+
+    ``eval_id``: the record's id when it is not the submission's own (a re-run on another
+    hidden-data version, :mod:`jc_datalad.rerun`); it also names the work folder and the logs.
+    """
+    eid = eval_id or evaluation_id(team.name, commit, phase)
     workdir = ctx.config.work / "eval" / eid
     sandbox.release_mounts(workdir)  # an output area a killed pass left mounted
     remove_tree(workdir)

@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import shutil
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -295,6 +296,7 @@ def commit_many(results: Path, items: Sequence[tuple[Path, Evaluation, list[str]
 
     if not items:
         return git_out(["rev-parse", "HEAD"], results)
+    t0 = time.perf_counter()
     files = _batch_files(results, items)
     dsid = dataset_id(results)
     commits = []
@@ -306,11 +308,17 @@ def commit_many(results: Path, items: Sequence[tuple[Path, Evaluation, list[str]
         commits.append(bulkcommit.NewCommit(run_record_message(results, ev, cmd, dsid=dsid), rel,
                                             tuple(f"{rel}/{n}" for n in names)))
     try:
+        t1 = time.perf_counter()
         annexed = bulkcommit.annex_files(results, [f for c in commits for f in c.files])
+        t2 = time.perf_counter()
         # git-annex records the content as present while fast-import writes the commits
         with ThreadPoolExecutor(max_workers=1) as pool:
             present = pool.submit(bulkcommit.record_present, results, annexed.keys)
-            return bulkcommit.write_commits(results, commits, links=annexed.links, before_moving=present.result)
+            head = bulkcommit.write_commits(results, commits, links=annexed.links, before_moving=present.result)
+        lgr.info("%s: recorded %d evaluation(s) in %.1f s (checked and placed %.1f s, annexed %d file(s) %.1f s, "
+                 "commits %.1f s)", results, len(commits), time.perf_counter() - t0, t1 - t0, len(annexed.links),
+                 t2 - t1, time.perf_counter() - t2)
+        return head
     except JcError as exc:
         raise JcError(f"{results}: recording {len(commits)} evaluation(s) failed: {exc}") from None
 

@@ -93,8 +93,16 @@ class Admission:
     reason: str | None  # None when admitted
 
 
+def is_rerun(record: Evaluation) -> bool:
+    """A re-run on a newer hidden-data version (``jc runner rerun``): never charged, never in these
+    standings (it belongs to a leaderboard version of its own; docs/reproduce.md)."""
+    return bool(record.submission.get("rerun_of"))
+
+
 def _counts(record: Evaluation, count_failed: bool) -> bool:
     # rejections never ran; a platform failure (infrastructure) is never the team's to pay for
+    if is_rerun(record):
+        return False
     if count_failed:
         return record.status not in (Status.REJECTED, Status.INFRASTRUCTURE)
     return record.status is Status.EVALUATED
@@ -250,7 +258,7 @@ def _scored(records: Iterable[Evaluation], spec: ChallengeSpec, phase: str,
             part: str) -> list[tuple[Evaluation, float]]:
     out = []
     for r in records:
-        if r.phase != phase or r.status is not Status.EVALUATED:
+        if r.phase != phase or r.status is not Status.EVALUATED or is_rerun(r):
             continue
         score = _score(r, part, spec.metrics.primary)
         if score is not None:
@@ -345,7 +353,7 @@ def select_final(
     limit = _phase(spec, phase).select
     tagged = _names(tagged)
     mine = [r for r in records
-            if r.team == team and r.phase == phase and r.status is Status.EVALUATED]
+            if r.team == team and r.phase == phase and r.status is Status.EVALUATED and not is_rerun(r)]
     if tagged:
         chosen = [r for r in mine if r.submission.get("commit") in tagged]
         chosen.sort(key=lambda r: (_seen(r) or _NEVER, r.id))

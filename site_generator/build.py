@@ -28,9 +28,19 @@ from jc_datalad.errors import JcError
 from jc_datalad.ledger import CHALLENGES, EVALUATIONS
 from jc_datalad.records import Evaluation
 from scorers import registry
-from site_generator import description, pages, plots, public, ranking, ranking_pages, stats, status
+from site_generator import (
+    description,
+    pages,
+    plots,
+    public,
+    ranking,
+    ranking_pages,
+    stats,
+    status,
+    versions,
+)
 from site_generator.gather import STANDINGS, BadRecord, Gathered, gather
-from site_generator.leaderboard import Challenge, attach_finals, challenges, late_for
+from site_generator.leaderboard import Challenge, Phase, attach_finals, challenges, late_for
 from site_generator.reproduce_levels import Levels, gather_levels
 from site_generator.tables import Table
 from site_generator.workers import Workers
@@ -156,6 +166,9 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
             source[challenge.id] = (ledger, gathered)
             found.append(challenge)
     found_challenges = tuple(sorted(found, key=lambda c: c.id))
+    # leaderboard versions (site_generator.versions): the main leaderboard shows each phase's current one
+    versioned = {c.id: versions.gather(source[c.id][0], c, problems) for c in found_challenges}
+    found_challenges = tuple(versions.with_current(c, versioned[c.id]) for c in found_challenges)
     bad = tuple(b for gathered in every for b in gathered.bad)
 
     env = environment()
@@ -254,15 +267,34 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
         shown = shown_by_id[challenge.id]
         digests = source[challenge.id][1].digests
         folder = f"{challenge.id}/"
-        # ranking statistics per phase (its page, and the tier column of the leaderboard)
-        ranked = _ranking(challenge, problems)
-        tiers = {name: {part: ranking_pages.tiers(s) for part, s in parts.items()} for name, parts in ranked.items()}
+        # ranking statistics per phase (its page, and the tier column of the leaderboard); a page
+        # whose inputs did not change is kept, with its exports, and its tiers read back from them
+        ranked: dict[str, dict[str, ranking.Statistics]] = {}
+        tiers: dict[str, dict[str, dict[str, int]]] = {}
+        ranking_keys: dict[str, object] = {}
+        for p in challenge.phases:
+            page = ranking_pages.ranking_page(p)
+            if page is None:
+                continue
+            ranking_keys[p.name] = (shown, ranking_pages.page_key(p, digests))
+            files = [f"{folder}{rel}" for rel in ranking_pages.export_files(p)]
+            kept = _kept_tiers(out, f"{folder}{page}", p, keys, ranking_keys[p.name], files)
+            if kept is not None:
+                rendered[f"{folder}{page}"] = None
+                exports.update(dict.fromkeys(files))
+                tiers[p.name] = kept
+            elif (statistics := _ranking(challenge, p, problems)) is not None:
+                ranked[p.name] = statistics
+                tiers[p.name] = {part: ranking_pages.tiers(s) for part, s in statistics.items()}
         ranking_links = {p.name: page for p in challenge.phases
-                         if p.name in ranked and (page := ranking_pages.ranking_page(p)) is not None}
+                         if p.name in tiers and (page := ranking_pages.ranking_page(p)) is not None}
         boards = _tables(folder, problems, partial(stats.leaderboard_tables, challenge, tiers), exports)
         lists = {p.name: stats.submission_pages(p) for p in challenge.phases}
+        for rel, (tpl, versioned_context) in versions.pages(challenge, versioned[challenge.id]).items():
+            render(f"{folder}{rel}", tpl, partial(dict, versioned_context), page_error)
         render(f"{folder}leaderboard.html", "leaderboard.html",
-               partial(pages.leaderboard_context, challenge, error_pages,
+               partial(versions.context_with, {"versions_page": versions.INDEX if versioned[challenge.id] else None},
+                       pages.leaderboard_context, challenge, error_pages,
                        {phase: t.name for phase, t in boards.items()},
                        {p.name: [stats.submissions_page(p, n) for n in range(1, len(lists[p.name]) + 1)]
                         for p in challenge.phases}, tiers, ranking_links), page_error)
@@ -284,13 +316,13 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
         render(f"{folder}statistics.html", "statistics.html",
                partial(stats.statistics_context, challenge, numbers, cache, ranking_links), page_error)
         for p in challenge.phases:
-            if p.name not in ranking_links:
+            if p.name not in ranked:  # no page, or kept as the last build wrote it
                 continue
             shown_tables = _tables(folder, problems, partial(ranking_pages.ranking_tables, challenge, p,
                                                              ranked[p.name]), exports)
             render(f"{folder}{ranking_links[p.name]}", "ranking.html",
                    partial(ranking_pages.ranking_context, challenge, p, ranked[p.name], shown_tables, cache),
-                   page_error)
+                   page_error, key=ranking_keys[p.name])
 
         # each team's status file (and the quotas its page shows): heads the runner saw are read
         # from a ledger that holds this challenge alone (submissions/seen.jsonl names no challenge)
@@ -357,21 +389,37 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
     return SiteReport(pages=tuple(sorted(rendered)), problems=tuple(problems))
 
 
-def _ranking(challenge: Challenge, problems: list[str]) -> dict[str, dict[str, ranking.Statistics]]:
-    """Phase -> part -> its ranking statistics, for each phase with a ranking page; a phase whose
-    statistics cannot be computed is reported and gets no page (and no tiers)."""
-    out = {}
-    for p in challenge.phases:
-        if ranking_pages.ranking_page(p) is None:
-            continue
+def _ranking(challenge: Challenge, phase: Phase, problems: list[str]) -> dict[str, ranking.Statistics] | None:
+    """Part -> the ranking statistics of ``phase``; None, reported, when they cannot be computed
+    (the phase then gets no ranking page and no tiers)."""
+    try:
+        # in this process: the build's workers are running, so no processes are forked here
+        return ranking_pages.phase_statistics(challenge, phase)
+    except _RENDER_ERRORS as exc:
+        message = f"ranking statistics of {challenge.id} phase {phase.name}: {type(exc).__name__}: {exc}"
+        lgr.warning(message)
+        problems.append(message)
+        return None
+
+
+def _kept_tiers(out: Path, path: str, phase: Phase, keys: _Keys, key: object,
+                files: Sequence[str]) -> dict[str, dict[str, int]] | None:
+    """Part -> team -> tier of a ranking page the last build wrote from these same inputs (kept as it
+    is, with its exports); None when it must be computed and rendered again."""
+    if not keys.unchanged(path, keys.digest(path, "ranking.html", key), files):
+        return None
+    found = {}
+    for part in ranking_pages.parts_of(phase):
         try:
-            # in this process: the build's workers are running, so no processes are forked here
-            out[p.name] = ranking_pages.phase_statistics(challenge, p)
-        except _RENDER_ERRORS as exc:
-            message = f"ranking statistics of {challenge.id} phase {p.name}: {type(exc).__name__}: {exc}"
-            lgr.warning(message)
-            problems.append(message)
-    return out
+            text = (out / path).with_name(f"ranking-{phase.name}-{part}-intervals.json").read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            text = ""
+        tiers = ranking_pages.read_tiers(text)
+        if tiers is None:
+            keys.new.pop(path, None)  # rendered again, with a new key
+            return None
+        found[part] = tiers
+    return found
 
 
 @dataclass(frozen=True)
