@@ -1,4 +1,6 @@
-"""``jc reproduce submission``: a reader redoes a published submission (level a of docs/reproduce.md).
+"""``jc reproduce submission`` and ``jc reproduce score``: a reader redoes a published submission.
+
+Level (a) of docs/reproduce.md (``submission``):
 
 Anyone who can clone the public archive of submissions (:mod:`jc_datalad.archive`) runs this
 on their own machine: it clones the archive at ``refs/submissions/<id>``, gets the public
@@ -7,6 +9,10 @@ runner's own code (the launcher's image, the runner's sandbox, the inner command
 public development inputs) and compares what they write, byte for byte, with the predictions
 the participant committed. No organizer file is needed, and no recorded interpreter path is
 used, so records made with the older absolute-interpreter call format replay as well.
+
+Level (c) (``score``), once the organizers released the hidden data (:mod:`jc_datalad.release`):
+the same replay on the released hidden inputs, then the challenge's scorer in the runner's
+scoring sandbox against the released labels; the scores are compared with the recorded ones.
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from jc_datalad.errors import JcError
 from jc_datalad.evaluate import Refusal, annex_get, recorded_steps
 from jc_datalad.gitutil import git, git_out, printable
-from jc_datalad.inspection import commits_between, inspect_submission, merge_base
-from jc_datalad.provenance import ProvenanceError, call_prefix_pattern
-from jc_datalad.spec import SPEC_FILE, ChallengeType, parse_spec
+from jc_datalad.inspection import Inspection, commits_between, inspect_submission, merge_base
+from jc_datalad.provenance import ProvenanceError, RecordedStep, call_prefix_pattern
+from jc_datalad.spec import SPEC_FILE, ChallengeSpec, ChallengeType, parse_spec
 
 lgr = logging.getLogger(__name__)
 
@@ -56,11 +63,23 @@ class ReaderVerdict:
         return f"not reproduced: first difference {printable(self.first_difference or '', 200)}"
 
 
-def reproduce_submission(archive: str, eval_id: str, into: Path) -> ReaderVerdict:
-    """Clone ``archive`` at evaluation ``eval_id`` into ``into`` and rerun its recorded steps."""
-    from jc_datalad import submit
-    from jc_datalad.workflows import results
+@dataclass(frozen=True)
+class _Opened:
+    """A reader's clone of the archive at one evaluation, its rules and checked run records."""
 
+    into: Path
+    base: str
+    head: str
+    spec: ChallengeSpec
+    image_path: str
+    inspection: Inspection
+    steps: list[RecordedStep]
+
+
+def _open(archive: str, eval_id: str, into: Path) -> _Opened:
+    """Clone ``archive`` at ``refs/submissions/<eval_id>`` into ``into``; read the rules from the
+    challenge commit it builds on and check its run records as the runner does; get its annexed
+    content and the container image from the archive."""
     if into.exists() and any(into.iterdir()):
         raise JcError(f"{into}: exists and is not empty; choose another folder with --into")
     ref = f"{REF_PREFIX}{eval_id}"
@@ -92,29 +111,142 @@ def reproduce_submission(archive: str, eval_id: str, into: Path) -> ReaderVerdic
                                call_prefix_pattern(cmdexec, image_path), image_path, sidecar_of)
     except (Refusal, ProvenanceError) as exc:
         raise JcError(f"{eval_id}: the run records cannot be replayed: {exc}") from None
-    # the code and committed predictions, the image and the public inputs, all from the archive
     annex_get(into, list(inspection.annexed), _PROTOCOLS, origin="the archive",
               missing_fix="the archive lacks it; tell the organizers")
     git(["annex", "get", "--quiet", "--", image_path], into, timeout=3600)
-    _get_inputs(into, archive, spec.interface.inputs.split("/")[0], head)
+    return _Opened(into, base, head, spec, image_path, inspection, steps)
+
+
+def _committed(opened: _Opened, dest: Path, count: int) -> None:
+    from jc_datalad.workflows import results
+
+    results.committed_predictions(opened.into, opened.spec.interface.outputs, dest,
+                                  limit_bytes=opened.spec.resources.output_bytes, max_files=2 * count + 16,
+                                  protocols=_PROTOCOLS, origin="the archive", missing_fix="the archive lacks it")
+
+
+def _rerun(opened: _Opened, dest: Path) -> str | None:
+    """Replay the recorded steps with the runner's code on ``into/<interface inputs>``; None when
+    they finished, else why not."""
+    from jc_datalad import submit
+    from jc_datalad.workflows import results
+
+    spec = results.public_inputs_spec(opened.spec) if opened.spec.type is ChallengeType.RESULTS else opened.spec
+    history = submit._History.read(opened.into, opened.base, opened.head)
+    done = submit._replay(opened.into, opened.base, opened.head, spec, opened.image_path, opened.inspection,
+                          opened.steps, history, predictions=dest)
+    return "; ".join(done.problems)[:2000] if done.problems else None
+
+
+def reproduce_submission(archive: str, eval_id: str, into: Path) -> ReaderVerdict:
+    """Clone ``archive`` at evaluation ``eval_id`` into ``into`` and rerun its recorded steps."""
+    from jc_datalad.workflows import results
+
+    opened = _open(archive, eval_id, into)
+    spec = opened.spec
+    _get_inputs(into, archive, spec.interface.inputs.split("/")[0], opened.head)
     label = spec.interface.outputs
-    history = submit._History.read(into, base, head)
     work = Path(tempfile.mkdtemp(prefix="jc-reproduce-"))
     try:
         committed = work / "committed"
-        count = sum(1 for p in (into / spec.interface.inputs).iterdir() if not p.name.startswith("."))
-        results.committed_predictions(into, label, committed, limit_bytes=spec.resources.output_bytes,
-                                      max_files=2 * count + 16, protocols=_PROTOCOLS,
-                                      origin="the archive", missing_fix="the archive lacks it")
+        _committed(opened, committed, sum(1 for p in (into / spec.interface.inputs).iterdir()
+                                          if not p.name.startswith(".")))
         rerun = work / "rerun"
-        replay_spec = results.public_inputs_spec(spec) if spec.type is ChallengeType.RESULTS else spec
-        done = submit._replay(into, base, head, replay_spec, image_path, inspection, steps, history,
-                              predictions=rerun)
-        if done.problems:
-            return ReaderVerdict(eval_id, head, False, None, "; ".join(done.problems)[:2000])
+        problem = _rerun(opened, rerun)
+        if problem:
+            return ReaderVerdict(eval_id, opened.head, False, None, problem)
         first = results.first_difference(committed, rerun)
-        return ReaderVerdict(eval_id, head, first is None, None if first is None else f"{label}/{first}")
+        return ReaderVerdict(eval_id, opened.head, first is None, None if first is None else f"{label}/{first}")
     finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ScoreVerdict:
+    """What a reader's rescoring of a published submission on the released hidden data found."""
+
+    evaluation: str
+    split: str
+    metrics: dict[str, Any]  #: over every hidden item of the split, as the record's ``metrics``
+    public: dict[str, Any]
+    private: dict[str, Any]
+    expected: dict[str, float]
+    #: metric names whose value differs from the expected one (or is missing)
+    differs: tuple[str, ...]
+    problem: str | None = None
+
+    @property
+    def identical(self) -> bool:
+        return self.problem is None and not self.differs
+
+    def as_dict(self) -> dict:
+        return {"evaluation": self.evaluation, "split": self.split, "metrics": self.metrics, "public": self.public,
+                "private": self.private, "expected": self.expected, "differs": list(self.differs),
+                "identical": self.identical, "problem": self.problem}
+
+    def line(self) -> str:
+        scores = ", ".join(f"{k}={v!r}" for k, v in sorted(self.metrics.items()))
+        if self.problem:
+            return f"not reproduced: {self.problem}"
+        if not self.expected:
+            return f"scored {self.evaluation} on the released {self.split} data: {scores}"
+        if self.identical:
+            return f"identical: {self.evaluation} scores {scores} on the released {self.split} data, as recorded"
+        return (f"not reproduced: {', '.join(self.differs)} differ; here {scores}; recorded "
+                + ", ".join(f"{k}={v!r}" for k, v in sorted(self.expected.items())))
+
+
+def reproduce_score(archive: str, eval_id: str, released: str, split: str, into: Path,
+                    expected: dict[str, float] | None = None) -> ScoreVerdict:
+    """Rerun a published submission on the released hidden inputs of ``split`` and score it
+    against the released labels with the challenge's scorer, in the runner's scoring sandbox."""
+    from jc_datalad import sandbox, scoring
+    from jc_datalad.evaluate import public_part
+
+    opened = _open(archive, eval_id, into)
+    spec = opened.spec
+    if spec.training is not None:
+        raise JcError(f"{spec.id} is a training challenge: its hidden training set is not released, so a "
+                      "score cannot be reproduced outside the organizers (level b)")
+    work = Path(tempfile.mkdtemp(prefix="jc-reproduce-score-"))
+    try:
+        hidden = work / "released"
+        git(["clone", "--quiet", released, str(hidden)], protocols=_PROTOCOLS)
+        base = hidden / "hidden" / split
+        if not (base / "inputs").is_dir() or not (base / "labels").is_dir():
+            raise JcError(f"{released} holds no hidden/{split}/inputs and labels: that split is not released (yet)")
+        proc = git(["annex", "get", "--quiet", "--", f"hidden/{split}"], hidden, check=False, protocols=_PROTOCOLS,
+                   timeout=3600)
+        if proc.returncode:
+            raise JcError(f"hidden/{split}: could not be got from {released}: {proc.stderr.strip()[-400:]}")
+        items = tuple(sorted(p.name for p in (base / "labels").iterdir() if not p.name.startswith(".")))
+        predictions = work / "predictions"
+        if spec.type is ChallengeType.RESULTS:  # scored as submitted: the committed predictions
+            _get_inputs(into, archive, spec.interface.inputs.split("/")[0], opened.head)
+            _committed(opened, predictions, len(items))
+        else:  # the hidden inputs where the runner binds them, in place of the public ones
+            inputs = into / spec.interface.inputs
+            shutil.rmtree(inputs, ignore_errors=True)
+            shutil.copytree(base / "inputs", inputs, symlinks=False,
+                            ignore=shutil.ignore_patterns(".git", ".datalad", ".gitattributes"))
+            problem = _rerun(opened, predictions)
+            if problem:
+                return ScoreVerdict(eval_id, split, {}, {}, {}, expected or {}, (), problem)
+        labels = scoring.stage_labels(base / "labels", items, work / "labels")
+        lb = spec.leaderboard
+        with sandbox.identity() as who:
+            result = scoring.score_sealed(predictions, labels, scorer=spec.metrics.scorer, items=items,
+                                          public_items=public_part(items, lb.public_fraction, lb.seed),
+                                          limits=scoring.scoring_limits(spec.resources.memory_bytes),
+                                          log_dir=work / "score", who=who)
+        if result.reason:
+            return ScoreVerdict(eval_id, split, {}, {}, {}, expected or {}, (), result.reason)
+        metrics = dict(result.metrics)
+        differs = tuple(sorted(k for k, v in (expected or {}).items() if metrics.get(k) != v))
+        return ScoreVerdict(eval_id, split, metrics, dict(result.public), dict(result.private), expected or {},
+                            differs)
+    finally:
+        sandbox.release_mounts(work)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -482,6 +482,10 @@ def python_folders() -> tuple[Path, ...]:
     folders = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()]
     folders += [Path(module.__file__).resolve().parent for module in (jc_datalad, scorers)
                 if module.__file__]
+    # site folders outside the environment that a .pth file added (an environment that reuses
+    # another one's packages): the scorer imports its dependencies (numpy, tifffile) from there
+    folders += [Path(p).resolve() for p in sys.path if p.endswith(("site-packages", "dist-packages"))
+                and Path(p).is_dir()]
     # broadest first, so nested folders are covered by the folder above them
     return tuple(sorted(set(folders), key=lambda p: len(p.parts)))
 

@@ -13,6 +13,7 @@ character or an id that is not an evaluation id is reported and left out.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Mapping
@@ -111,8 +112,13 @@ def commands(ev: Evaluation, levels: Levels, organizer_lines: list[str]) -> list
     line = next((x for x in organizer_lines if x.startswith("jc runner reproduce ")), None)
     if ran and line is not None:
         out.append({"level": "b", "who": WHO["b"], "command": line})
-    if archived and ev.split in levels.released_splits and levels.release is not None:
+    if archived and ev.status is Status.EVALUATED and ev.split in levels.released_splits \
+            and levels.release is not None and _SAFE_ID.fullmatch(ev.split):
+        # the recorded scores over every hidden item, each to compare with (repr: the exact float)
+        expect = "".join(f" --expect {shlex.quote(f'{name}={value!r}')}" for name, value in sorted(ev.metrics.items())
+                         if _SAFE_ID.fullmatch(name) and isinstance(value, int | float)
+                         and not isinstance(value, bool) and math.isfinite(value))
         out.append({"level": "c", "who": WHO["c"],
                     "command": f"jc reproduce score {shlex.quote(levels.archive or '')} {shlex.quote(ev.id)} "
-                               f"--hidden {shlex.quote(levels.release)}"})
+                               f"--hidden {shlex.quote(levels.release)} --split {shlex.quote(ev.split)}{expect}"})
     return out

@@ -17,7 +17,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +159,41 @@ def test_level_a_reader_reruns_the_page_command(arena, work, participant):  # no
     assert "identical" in proc.stdout
     # the reader's clone holds the committed predictions; the rerun wrote the same bytes
     assert any((home / ev.id / "predictions").iterdir())
+
+
+@pytest.mark.slow
+@AS_ROOT
+def test_level_c_after_release_the_page_command_reproduces_the_score(arena, work, participant):  # noqa: F811
+    tools = tools_for(participant, work)
+    _submit(arena, "scored")
+    (ev,) = arena.run().evaluations
+    assert ev.status is Status.EVALUATED, ev.reason
+    arena.run(now=LATER)  # the phase has ended: the submission is in the public archive
+    release = ["challenge", "release-hidden", "--config", str(arena.config_path)]
+    early = CliRunner().invoke(main, release)  # today: the phase still runs, nothing may be released
+    assert early.exit_code != 0 and "nothing can be released yet" in early.output
+    site = work / "site"
+    _build_site(arena.config.results, site)
+    with pytest.raises(AssertionError):
+        _page_command(site, ev.id, "c")
+    out = CliRunner().invoke(main, [*release, "--at", "2080-01-01T00:00:00Z"])
+    assert out.exit_code == 0, out.output
+    released = work / "bacteria-test-hidden-released"
+    files = {p.relative_to(released).as_posix() for p in released.rglob("*") if ".git" not in p.parts}
+    assert {f.split("/")[0] for f in files} == {".datalad", ".gitattributes", "README.md", "hidden", "release.json"}
+    assert {f.split("/")[2] for f in files if f.startswith("hidden/") and f.count("/") >= 2} == {"inputs", "labels"}
+    assert not any("teams" in f or f.endswith((".pub", "keys")) for f in files)
+    shutil.rmtree(site)
+    _build_site(arena.config.results, site)
+    command = _page_command(site, ev.id, "c")
+    assert command.startswith("jc reproduce score ") and "--expect" in command
+    home = _reader_home(work, participant)
+    proc = _as(participant, tools, home, command)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "identical" in proc.stdout and "as recorded" in proc.stdout
+    # a wrong expectation is caught: the command compares, it does not just print
+    name, value = next(iter(sorted(ev.metrics.items())))
+    wrong = command.replace(f"{name}={value!r}", f"{name}={value + 0.5!r}")
+    assert wrong != command
+    again = _as(participant, tools, home, wrong.replace(ev.id, ev.id, 1) + f" --into {home}/again")
+    assert again.returncode == 1 and "not reproduced" in again.stdout, again.stdout + again.stderr
