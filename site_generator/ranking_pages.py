@@ -15,6 +15,8 @@ Item names never reach a page or an export: only per-team aggregates do.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +50,43 @@ def phase_statistics(challenge: Challenge, phase: Phase, processes: int = 1) -> 
         out["private"] = ranking.compute(ranking.matrix(private, challenge.primary, "private"),
                                          challenge.direction, "private", processes=processes)
     return out
+
+
+#: The tables of each part, each exported as ``ranking-<phase>-<part>-<kind>.json|.csv``.
+KINDS = ("intervals", "frequencies", "significance", "pairs", "methods", "kendall")
+
+
+def parts_of(phase: Phase) -> tuple[str, ...]:
+    """The parts a phase's ranking page shows: the private one only once the phase has ended."""
+    return PARTS if phase.final is not None else ("public",)
+
+
+def export_files(phase: Phase) -> list[str]:
+    """The exports of the ranking page of ``phase``, relative to its challenge folder."""
+    return [f"ranking-{phase.name}-{part}-{kind}.{ext}" for part in parts_of(phase) for kind in KINDS
+            for ext in ("json", "csv")]
+
+
+def page_key(phase: Phase, digests: Mapping[str, str]) -> object:
+    """Everything the ranking page of ``phase`` shows, for the build's page keys: the teams, their
+    ranks and the records (by digest) their statistics come from, on both leaderboards."""
+    public = tuple((r.team, r.rank, digests.get(r.best.id)) for r in phase.rows)
+    final = None if phase.final is None else tuple(
+        (r.team, r.rank, r.evaluation_id, None if r.evaluation is None else digests.get(r.evaluation.id))
+        for r in phase.final.rows)
+    return phase.name, public, final
+
+
+def read_tiers(text: str) -> dict[str, int] | None:
+    """Team -> tier from an intervals export this site wrote (a page kept from the last build);
+    None when it is not such a table."""
+    try:
+        rows = json.loads(text)["rows"]
+        return {row["team"]: row["tier"] for row in rows
+                if isinstance(row["team"], str) and isinstance(row["tier"], int)
+                and not isinstance(row["tier"], bool)}
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def official_ranks(phase: Phase, part: str) -> dict[str, int]:
@@ -90,12 +129,13 @@ def ranking_tables(challenge: Challenge, phase: Phase, parts: Mapping[str, ranki
             ["position", "team", "bootstrap_rank", "resamples"],
             [[n, t.team, rank, count] for n, (t, row) in enumerate(zip(s.teams, s.rank_counts, strict=True), 1)
              for rank, count in enumerate(row, 1) if count])
+        better = Counter(p.team for p in s.pairs if p.significant)
+        worse = Counter(p.other for p in s.pairs if p.significant)
         out[f"{part}:significance"] = table(
             f"{stem}-significance", f"Teams each team is significantly better or worse than "
             f"({part} part of phase {phase.name}; Holm-adjusted one-sided Wilcoxon tests)",
             ["position", "team", "better_than", "worse_than"],
-            [[n, t.team, sum(p.significant for p in s.pairs if p.team == t.team),
-              sum(p.significant for p in s.pairs if p.other == t.team)] for n, t in enumerate(s.teams, 1)])
+            [[n, t.team, better[t.team], worse[t.team]] for n, t in enumerate(s.teams, 1)])
         out[f"{part}:pairs"] = table(
             f"{stem}-pairs", f"One-sided Wilcoxon signed-rank test of each ordered pair of teams "
             f"({part} part of phase {phase.name})",

@@ -391,3 +391,40 @@ def test_ranking_pages_have_no_axe_violations(browser, server, width) -> None:  
     finally:
         context.close()
     assert not found, "\n".join(found)
+
+
+def test_a_rebuild_keeps_an_unchanged_ranking_page_and_its_tiers(ranked_ledger, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from test_site import make, write
+
+    from site_generator import build_site, ranking_pages
+
+    out, fresh = tmp_path / "site", tmp_path / "fresh"
+    build_site(ranked_ledger, out, strict=True)
+
+    def tree(root) -> dict:  # type: ignore[no-untyped-def]
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(".jc-site") and ".jc-site-" not in p.as_posix()}
+
+    first = tree(out)
+    real = ranking_pages.phase_statistics
+    calls: list[str] = []
+
+    def counted(challenge, phase, processes=1):  # type: ignore[no-untyped-def]
+        calls.append(phase.name)
+        return real(challenge, phase, processes)
+
+    monkeypatch.setattr(ranking_pages, "phase_statistics", counted)
+    build_site(ranked_ledger, out, strict=True)
+    assert calls == [] and tree(out) == first  # kept: not computed, the tiers read back from its export
+    # a new best submission of a team: computed again, as a fresh build would
+    better = dataclasses.replace(make("delta", "d9" * 20, score=0.95, first_seen="2024-05-09T00:00:00Z"),
+                                 items=[{"name": f"img_{k:03d}", "part": "public", "metrics": {"aji": 0.95 + k / 1000},
+                                         "error": None} for k in range(12)])
+    write(ranked_ledger, better)
+    build_site(ranked_ledger, out, strict=True)
+    assert calls == ["dev"]
+    build_site(ranked_ledger, fresh, strict=True)
+    assert tree(out) == tree(fresh)
+    assert '<td class="num">1</td>' in (out / "bacteria" / "leaderboard.html").read_text(encoding="utf-8")
