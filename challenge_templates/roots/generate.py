@@ -109,14 +109,23 @@ def render(rng: np.random.Generator, roots: list[tuple[np.ndarray, float]], size
     signal = np.zeros(shape)
     for points, radius in roots:
         brightness = rng.uniform(0.6, 1.0)
-        mask = np.zeros(shape, dtype=bool)
-        mask[np.rint(points[:, 0]).astype(int), np.rint(points[:, 1]).astype(int)] = True
+        ys, xs = np.rint(points[:, 0]).astype(int), np.rint(points[:, 1]).astype(int)
+        # the distance to the root's centre line, within its bounding box only (large images)
+        y0, x0 = max(ys.min() - 4, 0), max(xs.min() - 4, 0)
+        y1, x1 = min(ys.max() + 5, sizes.height), min(xs.max() + 5, sizes.width)
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        mask[ys - y0, xs - x0] = True
         distance = ndimage.distance_transform_edt(~mask)
-        signal = np.maximum(signal, brightness * np.clip(radius + 0.5 - distance, 0, 1))
+        box = signal[y0:y1, x0:x1]
+        signal[y0:y1, x0:x1] = np.maximum(box, brightness * np.clip(radius + 0.5 - distance, 0, 1))
     debris = np.zeros(shape)
     for _ in range(int(rng.integers(3, 12 + sizes.height * sizes.width // 4000))):
         cy, cx, r = rng.uniform(0, sizes.height), rng.uniform(0, sizes.width), rng.uniform(0.8, 2.2)
-        debris = np.maximum(debris, rng.uniform(0.4, 0.9) * ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r))
+        level = rng.uniform(0.4, 0.9)
+        y0, y1 = max(int(cy - 3), 0), min(int(cy + 4), sizes.height)
+        x0, x1 = max(int(cx - 3), 0), min(int(cx + 4), sizes.width)
+        speck = (yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 <= r * r
+        debris[y0:y1, x0:x1] = np.maximum(debris[y0:y1, x0:x1], level * speck)
     soil = 0.18 + 0.05 * ndimage.gaussian_filter(rng.normal(0, 1, shape), 2.0) / 0.14
     light = 1 + 0.15 * (xx / sizes.width - 0.5) + 0.1 * (yy / sizes.height - 0.5)
     image = light * np.maximum(soil, np.maximum(signal, debris))
