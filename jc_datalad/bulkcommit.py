@@ -31,6 +31,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +49,12 @@ _GITLINK_ZERO = "0" * 40
 
 @dataclass(frozen=True)
 class NewCommit:
-    """One commit of a chain: ``folder`` (relative to the dataset) takes the content of its
-    worktree folder (whatever was there before under that path is replaced)."""
+    """One commit of a chain: each of ``folders`` (relative to the dataset) takes the content of
+    its worktree folder (whatever was there before under that path is replaced)."""
 
     message: str
-    folder: str
-    files: tuple[str, ...]  # paths relative to the dataset, every one under ``folder``
+    folders: tuple[str, ...]
+    files: tuple[str, ...]  # paths relative to the dataset, every one under one of ``folders``
 
 
 # -- large or small: git-annex's decision, without git-annex per file --------------------------
@@ -292,7 +293,8 @@ def _stream(repo: Path, commits: Sequence[NewCommit], parent: str, ident: tuple[
         yield _data(commit.message.encode("utf-8"))
         if number == 0:
             yield b"from " + parent.encode() + b"\n"
-        yield b"D " + _quote(commit.folder) + b"\n"
+        for folder in commit.folders:
+            yield b"D " + _quote(folder) + b"\n"
         for rel in commit.files:
             if rel in links:
                 mode, payload = b"120000", os.fsencode(links[rel])
@@ -330,6 +332,7 @@ def write_commits(repo: Path, commits: Sequence[NewCommit], *, links: dict[str, 
     if not commits:
         return parent
     git(["update-ref", "-d", SCRATCH_REF], repo, check=False)
+    started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(["git", "fast-import", "--quiet", "--done", "--date-format=raw"],
                                 cwd=repo, env=safe_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -346,6 +349,8 @@ def write_commits(repo: Path, commits: Sequence[NewCommit], *, links: dict[str, 
                     buffer, size = [], 0
             proc.stdin.write(b"".join(buffer))
             proc.stdin.close()
+        except BrokenPipeError:
+            pass  # fast-import stopped reading: it failed, and says why below
         except BaseException:
             proc.kill()  # an incomplete stream never becomes a commit (--done)
             proc.wait()
@@ -355,12 +360,15 @@ def write_commits(repo: Path, commits: Sequence[NewCommit], *, links: dict[str, 
             err.seek(0)
             raise GitError(f"`git fast-import` failed in {repo}: {err.read().decode(errors='replace')[-800:]}")
     head = git_out(["rev-parse", "--verify", SCRATCH_REF + "^{commit}"], repo)
+    written = time.perf_counter()
     if before_moving is not None:
         before_moving()
     message = f"jc-datalad: {len(commits)} commit(s) in one go"
     git(["update-ref", "-m", message, branch, head, parent], repo)
     git(["update-ref", "-d", SCRATCH_REF], repo, check=False)
     _update_index(repo, parent, head)
+    lgr.debug("%s: fast-import wrote %d commit(s) in %.1f s; index updated in %.1f s", repo, len(commits),
+              written - started, time.perf_counter() - written)
     return head
 
 
