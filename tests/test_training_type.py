@@ -253,6 +253,32 @@ for path in sorted(inputs.glob("*.npy")):
 '''
 
 
+#: Option 2.2: the training step starts from the committed weights; the prediction step must not see them.
+PRETRAINED_TRAIN = r'''
+import json, sys
+from pathlib import Path
+import numpy as np
+start = float(np.load("weights/start.npy")[0])
+model = Path(sys.argv[2])
+model.mkdir(parents=True, exist_ok=True)
+(model / "model.json").write_text(json.dumps({"sex": "F", "age": start}))
+'''
+PRETRAINED_PREDICT = r'''
+import csv, json, os, sys
+from pathlib import Path
+model, inputs, outputs = (Path(a) for a in sys.argv[1:4])
+params = json.loads((model / "model.json").read_text())
+# (an empty folder served from an ext4 image holds lost+found: look for the file itself)
+seen = os.path.exists("weights/start.npy") or os.path.exists("inputs/train/matrices")
+outputs.mkdir(parents=True, exist_ok=True)
+for path in sorted(inputs.glob("*.npy")):
+    with open(outputs / f"{path.stem}.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject", "sex", "age"])
+        w.writerow([path.stem, "M" if seen else "F", params["age"]])
+'''
+
+
 @pytest.fixture(scope="module")
 def brains(tmp_path_factory, minimal_image):
     import datalad.api as dl
@@ -265,8 +291,12 @@ def brains(tmp_path_factory, minimal_image):
     made = new_challenge("brains", root / "org", challenge_id="brains-test", image=str(minimal_image),
                          start=ALWAYS, weeks=52 * 50)
     spec = made.public / "challenge.yaml"
-    spec.write_text(spec.read_text().replace("signed: true", "signed: false"))
-    dl.save(dataset=str(made.public), message="Unsigned submissions for the tests", result_renderer="disabled")
+    # the brains template is option 2.3; declaring a pretrained folder lets the same pass cover 2.2
+    text = spec.read_text().replace("signed: true", "signed: false")
+    spec.write_text(text.replace("  model: model ", "  model: model\n  pretrained: weights ", 1))
+    assert "pretrained: weights" in spec.read_text()
+    dl.save(dataset=str(made.public), message="Unsigned submissions; pretrained weights allowed",
+            result_renderer="disabled")
     return root, made
 
 
@@ -296,6 +326,8 @@ def evaluated(brains):
         "challenge": str(made.public), "private": str(made.private), "results": str(work / "results"),
         "work": str(work / "jc-work"), "teams": str(teams_file), "workers": 2}))
     better = TEMPLATE / "solutions" / "better"
+    weights = work / "start.npy"
+    np.save(weights, np.array([42.0]))
     host_paths = [str(made.private / "hidden" / "test" / "labels"), str(work / "jc-work" / "hidden"),
                   str(made.private)]
     subjects = sorted(p.stem for p in (made.private / "hidden" / "test" / "labels").glob("*.csv"))
@@ -307,6 +339,8 @@ def evaluated(brains):
         "hunter": ({"code/train.py": hunt}, None),
         "marker": ({"code/train.py": MARKER_TRAIN, "code/predict.py": MARKER_PREDICT}, None),
         "onestep": ({}, "only-predict"),
+        "pretrained": ({"code/train.py": PRETRAINED_TRAIN, "code/predict.py": PRETRAINED_PREDICT,
+                        "weights/start.npy": weights}, None),
     }
     clones = {}
     for team, (files, mode) in plans.items():
@@ -422,3 +456,14 @@ def test_site_shows_both_steps_resources(evaluated, tmp_path: Path) -> None:
     assert "<td>training</td><td>20 min, 8 GiB memory, 2 CPUs, 0 GPUs</td>" in html
     assert "<td>prediction</td><td>10 min, 4 GiB memory, 2 CPUs, 0 GPUs</td>" in html
     assert "Step 1: training" in html and "Step 2: prediction" in html
+
+
+@pytest.mark.slow
+def test_option_2_2_pretrained_weights_reach_the_training_step_only(evaluated) -> None:
+    results, clones, _made = evaluated
+    ev, predictions = results["pretrained"]
+    assert (clones["pretrained"] / "weights" / "start.npy").is_symlink(), "the weights must be annexed"
+    assert ev.status.value == "evaluated", ev.reason
+    assert _ages(predictions) == {42.0}  # the training step read the committed weights
+    sexes = {p.read_text().splitlines()[1].split(",")[1] for p in predictions.glob("*.csv")}
+    assert sexes == {"F"}, "the prediction step saw the pretrained weights or the training data"
