@@ -277,3 +277,18 @@ def test_large_or_small_is_decided_as_git_annex_add_decides(tmp_path):
     by_annex = {json.loads(line)["file"] for line in annexed.splitlines() if json.loads(line).get("key")}
     assert set(large) == by_annex
     assert set(small) == set(samples) - by_annex
+
+
+def test_rules_it_does_not_know_are_left_to_git_annex_add(tmp_path):
+    """An organizer's own annex.largefiles: files are annexed by git-annex itself, with the same result."""
+    one = _ledger(tmp_path / "one")
+    many = _ledger(tmp_path / "many")
+    for results in (one, many):
+        subprocess.run(["git", "config", "annex.largefiles", "largerthan=200b"], cwd=results, check=True)
+    for folder, ev, cmd in _items(one, range(3)):
+        ledger.commit(one, folder, ev, cmd)
+    ledger.commit_many(many, _items(many, range(3)))
+    assert git_out(["rev-parse", "HEAD:evaluations"], many) == git_out(["rev-parse", "HEAD:evaluations"], one)
+    annexed = git_out(["annex", "find", "--format=${file}\\n", "evaluations"], many)
+    assert "record.json" in annexed and "table.csv" not in annexed
+    _assert_clean(many)
