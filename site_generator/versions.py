@@ -93,7 +93,8 @@ def gather(results: Path, challenge: Challenge, problems: list[str]) -> dict[str
     """Every leaderboard version of each phase of ``challenge``, oldest first."""
     groups: dict[tuple[str, str, str, str, str], list[tuple[Evaluation, rescore.ScoreSet]]] = defaultdict(list)
     for ev in challenge.evaluations:
-        if ev.status is not Status.EVALUATED or not safe_eval_id(ev.id):
+        # ids and phases name files of the pages: one that is no safe file name gets no version pages
+        if ev.status is not Status.EVALUATED or not safe_eval_id(ev.id) or not safe_eval_id(ev.phase):
             continue
         sets = [rescore.of_record(ev)]
         if os.path.isdir(results / EVALUATIONS / ev.id / rescore.SCORES):

@@ -1,0 +1,162 @@
+"""Re-running on new hidden data, and leaderboards versioned by (challenge commit, hidden data, scorer)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import DATA, sh
+from scipy.stats import kendalltau
+
+from jc_datalad import ledger, participant, rerun, standings
+from jc_datalad.cli import main
+from jc_datalad.records import Evaluation, Status
+from jc_datalad.spec import load_spec
+from site_generator import versions
+from site_generator.build import build_site
+
+#: a third solution: every pixel brighter than the frame's mean is one cell
+INVERSE = '''import sys
+from pathlib import Path
+import numpy as np
+import tifffile
+inputs, outputs = Path(sys.argv[1]), Path(sys.argv[2])
+outputs.mkdir(parents=True, exist_ok=True)
+for path in sorted(inputs.glob("*.tif")):
+    stack = tifffile.imread(path).astype(np.float64)
+    labels = np.zeros(stack.shape, dtype=np.uint16)
+    for t, frame in enumerate(stack):
+        labels[t][frame > frame.mean() + frame.std()] = 1
+    tifffile.imwrite(outputs / path.name, labels, photometric="minisblack")
+'''
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def _ranks(page: str) -> dict[str, tuple[int | None, int | None]]:
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th><td class="num">([^<]+)</td><td class="num">([^<]+)</td>', page)
+    return {team: tuple(int(v) if v.isdigit() else None for v in (a, b)) for team, a, b in rows}  # type: ignore[misc]
+
+
+@pytest.mark.slow
+def test_rerun_on_new_hidden_data_makes_a_new_leaderboard_version(arena, work):
+    # a private dataset of this test's own: its hidden labels get fixed below
+    private = work / "private"
+    shutil.copytree(arena.challenge.private, private, symlinks=True)
+    cfg = yaml.safe_load(arena.config_path.read_text())
+    arena.config_path.write_text(yaml.safe_dump({**cfg, "private": str(private)}))
+    for name, code in (("alpha", DATA / "threshold_predict.py"), ("beta", DATA / "empty_predict.py"),
+                       ("gamma", INVERSE)):
+        repo = arena.team(name)
+        clone = arena.clone(name)
+        participant.record_prediction(clone, files={"code/predict.py": code})
+        participant.push_submission(clone, repo, "s1")
+    first = arena.run().evaluations
+    assert [e.status for e in first] == [Status.EVALUATED] * 3, [e.reason for e in first]
+    results = arena.config.results
+    originals = {e.team: e for e in first}
+    before = {e.id: _digest(results / "evaluations" / e.id) for e in first}
+
+    # the organizers fix the hidden labels: they become gamma's predictions (so gamma now leads)
+    labels = private / "hidden" / "test" / "labels"
+    stored = results / "evaluations" / originals["gamma"].id / "predictions"
+    for truth in sorted(p for p in labels.iterdir() if not p.name.startswith(".")):
+        truth.unlink()
+        truth.write_bytes((stored / truth.name).read_bytes())
+    sh("datalad", "save", "-r", "-d", str(private), "-m", "Fix the hidden labels", cwd=private)
+    version = sh("git", "rev-parse", "HEAD", cwd=private).strip()
+    new_labels = sh("git", "rev-parse", "HEAD", cwd=labels).strip()
+    assert new_labels != originals["alpha"].hidden["labels"]["commit"]
+
+    report = rerun.rerun(arena.config, version)
+    assert report.failed == [] and len(report.evaluations) == 3
+    for ev in report.evaluations:
+        original = originals[ev.team]
+        assert ev.status is Status.EVALUATED, ev.reason
+        assert ev.id != original.id and ev.id.startswith(original.id + "--hidden-")
+        assert ev.submission["rerun_of"] == original.id and ev.hidden["private_commit"] == version
+        assert ev.hidden["labels"]["commit"] == new_labels
+        assert ev.id in ledger.committed_ids(results)
+    reruns = {e.team: e for e in report.evaluations}
+    assert reruns["gamma"].public["sbd"] == pytest.approx(1.0)
+    # the original records are untouched, byte for byte
+    assert {eid: _digest(results / "evaluations" / eid) for eid in before} == before
+    # idempotent; no quota charged and not in the runner's standings (a version of its own)
+    assert rerun.rerun(arena.config, version).already_done == sorted(e.id for e in report.evaluations)
+    # --final-only: each team's selection (select: 2, one submission each: all three), already done
+    cli = CliRunner().invoke(main, ["runner", "rerun", "--config", str(arena.config_path), "--hidden-version",
+                                    version[:12], "--final-only", "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.output)["already_done"] == sorted(e.id for e in report.evaluations)
+    cli = CliRunner().invoke(main, ["runner", "rerun", "--config", str(arena.config_path), "--hidden-version",
+                                    "no-such-commit"])
+    assert cli.exit_code == 1 and "is not a commit of" in cli.output
+    records = [r for _, r in ledger.iter_records(results) if isinstance(r, Evaluation)]
+    spec = load_spec(arena.challenge.public)
+    table = standings.leaderboard(records, spec, "development")
+    assert sorted(row.evaluation_id for row in table.rows) == sorted(e.id for e in first)
+    phase = spec.phases[0]
+    admitted = standings.admit([r for r in records if r.team == "alpha"], team="alpha", phase=phase,
+                               first_seen=dt.datetime.now(dt.UTC), count_failed=True)
+    assert admitted.admitted
+    assert all(standings.is_rerun(r) for r in records if r.id not in before)
+
+    # the site: the current version (the rerun) on the leaderboard, the earlier one kept, a comparison
+    site = work / "site"
+    build_site(results, site)
+    root = site / "bacteria-test"
+    index = (root / "leaderboards" / "index.html").read_text()
+    keys = re.findall(r'<a href="([^"/]+)/development\.html"><code>', index)
+    assert len(keys) == 2
+    old_key, new_key = keys
+    assert new_labels[:12] in index and index.count("(current)") == 1
+    assert f"{new_key}</code></a> <strong>(current)</strong>" in index
+    old_page = root / "leaderboards" / old_key / "development.html"
+    new_page = root / "leaderboards" / new_key / "development.html"
+    assert originals["alpha"].id in old_page.read_text() and reruns["alpha"].id in new_page.read_text()
+    board = (root / "leaderboard.html").read_text()
+    assert board.index(">gamma<") < board.index(">alpha<")  # gamma leads the current version
+    compare = root / "leaderboards" / "compare" / "development" / f"{old_key}--{new_key}.html"
+    page = compare.read_text()
+    ranks = _ranks(page)
+    assert set(ranks) == {"alpha", "beta", "gamma"} and ranks["gamma"][1] == 1
+    teams = sorted(ranks)
+    expected = kendalltau([ranks[t][0] for t in teams], [ranks[t][1] for t in teams]).statistic
+    shown = float(re.search(r'data-tau="([^"]+)"', page).group(1))  # type: ignore[union-attr]
+    assert shown == pytest.approx(expected) and ranks["gamma"][0] != 1 and shown < 1
+    # stable: a later build keeps the earlier version's page and address
+    old_bytes = old_page.read_bytes()
+    build_site(results, site)
+    assert old_page.read_bytes() == old_bytes and compare.is_file()
+
+
+def test_comparison_tau_is_scipys():
+    from site_generator.leaderboard import Row
+
+    def version(key: str, order: list[str]) -> versions.Version:
+        ev = Evaluation(id="x", challenge={}, team="t", submission={"first_seen": ""}, phase="p", split="s",
+                        status=Status.EVALUATED)
+        rows = tuple(Row(rank=n, team=t, best=ev, score=0.0, submissions=1, last_submission="")
+                     for n, t in enumerate(order, 1))
+        return versions.Version("p", key, "c", "i", "l", "s", "1", "", "", (), rows)
+
+    old = version("a", ["t1", "t2", "t3", "t4", "t5"])
+    new = version("b", ["t2", "t1", "t3", "t5", "t6"])
+    c = versions.compare(old, new)
+    both = ["t1", "t2", "t3", "t5"]
+    assert c.n == 4
+    assert c.tau == pytest.approx(kendalltau([old.ranks()[t] for t in both], [new.ranks()[t] for t in both]).statistic)
+    assert {r["team"]: r["change"] for r in c.rows}["t2"] == 1 and {r["team"]: r["change"] for r in c.rows}["t4"] is None
