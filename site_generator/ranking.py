@@ -41,7 +41,8 @@ SEED = 5217  # fixed: the same scores always give the same intervals
 CONFIDENCE = 0.95
 ALPHA = 0.05  # the family-wise error rate of the Holm-adjusted pairwise tests
 MIN_ITEMS = 5  # fewer scored items than this: no statistics for the team
-PAIRS_PER_CALL = 256  # pairs of teams per scipy.stats.wilcoxon call (bounded memory)
+PAIRS_PER_CALL = 256  # pairs of teams per scipy.stats.wilcoxon call, at most ...
+VALUES_PER_CALL = 2**20  # ... differences per call: scipy makes several copies of them
 METHODS = ("mean-then-rank", "median-then-rank", "rank-then-mean", "test-based")
 
 
@@ -180,20 +181,23 @@ def ranks_of(values: np.ndarray) -> np.ndarray:
 def wilcoxon_pairs(oriented: np.ndarray, processes: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """T+ statistic and one-sided p-value that team ``i`` is better than team ``j``, as teams x teams.
 
-    :func:`scipy.stats.wilcoxon` calls on blocks of :data:`PAIRS_PER_CALL` pairs
-    (``axis=1``), for ``i < j``: the exact null distribution for a pair of at most 50
-    items without zero or tied differences, else the normal approximation with the tie
-    correction and no continuity correction (zero differences left out, ``wilcox``),
-    whose p-value for the reverse direction (``less``) is ``norm.cdf`` of the z statistic
-    scipy returns; the exact test is asked again for it. Pairs without a nonzero
-    difference get T+ = 0 and p = 1 (no evidence either way). ``processes`` > 1: the blocks are shared among that many
-    forked processes (where ``fork`` exists and there are enough pairs to pay for it).
+    One :func:`scipy.stats.wilcoxon` call (``axis=1``) per block of :data:`PAIRS_PER_CALL`
+    pairs ``i < j`` (fewer with more than 4,096 items: at most :data:`VALUES_PER_CALL`
+    differences a call), on the differences in order of magnitude (:func:`by_magnitude`).
+    The exact null distribution for a pair of at most 50 items without zero or tied
+    differences, else the normal approximation with the tie correction and no continuity
+    correction (zero differences left out, ``wilcox``), whose p-value for the reverse
+    direction (``less``) is ``norm.cdf`` of the z statistic scipy returns; the exact test
+    is asked again for it. Pairs without a nonzero difference get T+ = 0 and p = 1 (no
+    evidence either way). ``processes`` > 1: the blocks are shared among that many forked
+    processes (where ``fork`` exists and there are enough pairs to pay for it).
     """
     teams = oriented.shape[0]
     statistic = np.zeros((teams, teams))
     p = np.ones((teams, teams))
     first, second = np.triu_indices(teams, 1)
-    blocks = [(start, min(start + PAIRS_PER_CALL, first.size)) for start in range(0, first.size, PAIRS_PER_CALL)]
+    size = max(1, min(PAIRS_PER_CALL, VALUES_PER_CALL // max(oriented.shape[1], 1)))
+    blocks = [(start, min(start + size, first.size)) for start in range(0, first.size, size)]
     _SHARED[:] = [oriented, first, second]
     try:
         if processes > 1 and len(blocks) >= 4 and "fork" in multiprocessing.get_all_start_methods():

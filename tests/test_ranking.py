@@ -73,11 +73,14 @@ def test_differences_ordered_by_magnitude_keep_their_values() -> None:
         assert np.all(np.diff(np.abs(row)) >= 0)
 
 
-def test_pairwise_tests_in_processes_are_the_same() -> None:
+def test_pairwise_tests_in_processes_or_smaller_blocks_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     s = scores(40, 60, seed=9)
     one = ranking.wilcoxon_pairs(s)
     two = ranking.wilcoxon_pairs(s, processes=2)
     assert np.array_equal(one[0], two[0], equal_nan=True) and np.array_equal(one[1], two[1], equal_nan=True)
+    monkeypatch.setattr(ranking, "VALUES_PER_CALL", 150)  # two pairs a call
+    small = ranking.wilcoxon_pairs(s)
+    assert np.array_equal(one[0], small[0], equal_nan=True) and np.array_equal(one[1], small[1], equal_nan=True)
 
 
 def test_holm_step_down() -> None:
