@@ -37,15 +37,18 @@ from jc_datalad.gitutil import (
     git,
     git_out,
     printable,
+    read_blobs,
 )
 from jc_datalad.inspection import (
     MAX_NAME_BYTES,
     AnnexLink,
     HistoryError,
+    annex_target_key,
     commit_messages,
     commits_between,
     inspect_submission,
     merge_base,
+    parse_key,
     verify_content,
 )
 from jc_datalad.provenance import (
@@ -307,7 +310,8 @@ def evaluate(
             **({"train": ctx.hidden_train.parts} if ctx.hidden_train is not None else {}),
         },
         image={"name": ctx.spec.container, "key": ctx.image_key, "path": ctx.image_path},
-        scorer={"name": ctx.spec.metrics.scorer, "version": scorers.__version__},
+        scorer={"name": ctx.spec.metrics.scorer, "version": scorers.__version__,
+                **({"options": dict(ctx.spec.metrics.options)} if ctx.spec.metrics.options else {})},
         runner={"version": __version__, "backend": "local", "sandbox": "bubblewrap"},
         metrics=metrics,
         public=public,
@@ -375,6 +379,72 @@ def _check(job: _Job) -> None:
                   if not link.path.startswith(".datalad/")
                   and not any(link.path == o or link.path.startswith(o + "/") for o in outputs)]
         _annex_get(job, needed)
+        # annexed files that came with the challenge and the submission left as they are (a starter kit's
+        # weights): from the organizer's public dataset, never from the team repository
+        shipped = challenge_annexed(job.clone, job.commit, "refs/jc/challenge",
+                                    skip=(*outputs, *_input_paths(spec), *(link.path for link in needed)))
+        annex_get_from_challenge(job.clone, shipped, ctx.config.challenge)
+
+
+#: The remote that names the organizer's public dataset in the runner's clone.
+CHALLENGE_REMOTE = "jc-challenge"
+
+
+def _input_paths(spec: ChallengeSpec) -> tuple[str, ...]:
+    """Paths where hidden data is bound: never fetched from anywhere."""
+    return (spec.interface.inputs, *((spec.training.inputs,) if spec.training else ()))
+
+
+def _tree_links(repo: Path, ref: str) -> dict[str, str]:
+    """path -> blob id of every symlink in ``ref``'s tree (subdatasets not entered)."""
+    out = git(["ls-tree", "-r", "-z", "--full-tree", ref], repo, binary=True).stdout
+    links = {}
+    for entry in out.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[0] == b"120000":
+            links[path.decode("utf-8", errors="surrogateescape")] = parts[2].decode()
+    return links
+
+
+def challenge_annexed(repo: Path, head: str, challenge_ref: str, *, skip: Sequence[str] = ()) -> list[AnnexLink]:
+    """Annexed files of ``head``'s tree that the challenge's own tree (``challenge_ref``) holds as they
+    are: the same link (so the same key at the same depth). Only links the organizer's tree has are
+    read, never a blob the submission made. Paths under ``skip`` and ``.datalad/`` are left out."""
+    ours = _tree_links(repo, challenge_ref)
+    by_blob: dict[str, str] = {}
+    for path, blob in ours.items():
+        by_blob.setdefault(blob, path)
+    found = []
+    theirs = {path: blob for path, blob in _tree_links(repo, head).items()
+              if blob in by_blob and not path.startswith(".datalad/")
+              and not any(path == s or path.startswith(s.rstrip("/") + "/") for s in skip)}
+    blobs = sorted(set(theirs.values()))
+    targets = dict(zip(blobs, read_blobs(repo, blobs), strict=True))
+    for path, blob in sorted(theirs.items()):
+        key = annex_target_key(path, targets[blob].decode("utf-8", errors="replace"))
+        if key is None:
+            continue
+        try:
+            _backend, size = parse_key(key)
+        except ValueError:
+            continue
+        if size is not None:  # the organizer's keys have sizes (SHA256E); a key without one is not fetched
+            found.append(AnnexLink(path, key, size))
+    return found
+
+
+def annex_get_from_challenge(clone: Path, links: Sequence[AnnexLink], challenge: Path,
+                             **kwargs: Any) -> dict[str, Path]:
+    """Fetch ``links`` from the organizer's public dataset at ``challenge`` (a second remote of ``clone``,
+    file protocol only), with :func:`annex_get`'s bound and key checks."""
+    if not links:
+        return {}
+    if git(["remote", "get-url", CHALLENGE_REMOTE], clone, check=False).returncode:
+        git(["remote", "add", CHALLENGE_REMOTE, str(challenge)], clone)
+    kwargs.setdefault("origin", "the challenge dataset")
+    kwargs.setdefault("missing_fix", f"the organizer must `datalad get` it in the challenge dataset {challenge}")
+    return annex_get(clone, links, ("file",), remote=CHALLENGE_REMOTE, **kwargs)
 
 
 def recorded_steps(
@@ -438,6 +508,7 @@ def annex_get(
     *,
     origin: str = "the team repository",
     missing_fix: str = "push it with `datalad push --to <team> --force checkdatapresent`",
+    remote: str = "origin",
 ) -> dict[str, Path]:
     """Fetch the content of ``links`` from ``clone``'s origin (the team's repository for the
     runner, the participant's dataset for ``jc submit check``) and check it against each key.
@@ -459,7 +530,7 @@ def annex_get(
 
     bound = max(ANNEX_WRITE_FLOOR, *(link.size for link in links))
     keys = sorted({link.key for link in links})
-    cmd = ["git", "annex", "get", "--quiet", "--from", "origin", "--batch-keys"]
+    cmd = ["git", "annex", "get", "--quiet", "--from", remote, "--batch-keys"]
     if shutil.which("prlimit"):  # util-linux; without it git-annex's own checks still refuse the content
         cmd = ["prlimit", f"--fsize={bound}", *cmd]
     proc = subprocess.run(cmd, cwd=clone, input="".join(f"{k}\n" for k in keys), text=True,
@@ -706,7 +777,7 @@ def _score(job: _Job) -> tuple[dict, dict, dict, list[dict], str | None]:
                 job.out / "predictions", labels, scorer=ctx.spec.metrics.scorer, items=hidden.items,
                 public_items=hidden.public_items,
                 limits=scoring.scoring_limits(ctx.spec.resources.memory_bytes),
-                log_dir=job.workdir / "score", who=who)
+                log_dir=job.workdir / "score", options=ctx.spec.metrics.options, who=who)
     if result.reason:
         return {}, {}, {}, [], result.reason
     items = [

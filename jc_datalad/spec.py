@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -78,6 +78,20 @@ class Interface:
     inputs: str
     outputs: str
     format: str
+    #: ``interface.names``: the prediction of input ``<stem><from>`` is ``<stem><to>`` (leaves:
+    #: ``plant001_rgb.png`` -> ``plant001_label.tif``); None: predictions are named as the inputs
+    names: tuple[str, str] | None = None
+
+    def prediction_name(self, input_name: str) -> str | None:
+        """The prediction file expected for the input file ``input_name``; None: not an item."""
+        if self.names is None:
+            return input_name if input_name.lower().endswith((".tif", ".tiff")) else None
+        source, target = self.names
+        return input_name[: -len(source)] + target if input_name.endswith(source) else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "outputs": self.outputs, "format": self.format,
+                **({"names": {"from": self.names[0], "to": self.names[1]}} if self.names else {})}
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,8 @@ class Metrics:
     primary: str
     direction: Direction
     columns: tuple[str, ...]
+    #: ``metrics.options``: passed to the scorer as JSON data (e.g. ``{legacy_cvppp: true}``)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,6 +198,7 @@ class ChallengeSpec:
             "primary": self.metrics.primary,
             "direction": self.metrics.direction.value,
             "columns": list(self.metrics.columns),
+            **({"scorer_options": dict(self.metrics.options)} if self.metrics.options else {}),
             "logs": self.logs.value,
             "verify": self.verify.value,
             **({"training": self.training.as_dict()} if self.training else {}),
@@ -192,13 +209,14 @@ class ChallengeSpec:
             "id": self.id,
             "title": self.title,
             "type": self.type.value,
-            "interface": vars(self.interface),
+            "interface": self.interface.as_dict(),
             "container": self.container,
             "metrics": {
                 "scorer": self.metrics.scorer,
                 "primary": self.metrics.primary,
                 "direction": self.metrics.direction.value,
                 "columns": list(self.metrics.columns),
+                **({"options": dict(self.metrics.options)} if self.metrics.options else {}),
             },
             "resources": vars(self.resources),
             "logs": self.logs.value,
@@ -334,7 +352,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
     ctype = c.get(top, "type", _choice(tuple(t.value for t in ChallengeType)), "the challenge type")
 
     iface = c.section("interface")
-    c.unknown(iface, "interface", {"inputs", "outputs", "format"})
+    c.unknown(iface, "interface", {"inputs", "outputs", "format", "names"})
     inputs = c.get(iface, "interface.inputs", _relpath, "the path of the inputs, e.g. inputs/test")
     outputs = c.get(iface, "interface.outputs", _relpath, "the output folder, e.g. predictions")
     fmt = c.get(iface, "interface.format", _choice(OUTPUT_FORMATS), "the output format")
@@ -343,6 +361,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
         or PurePosixPath(outputs).parts[0] in DENIED_PATHS
     ):
         c.problem("interface.outputs", outputs, "must not lie under the inputs or a protected path")
+    names = _parse_names(c, iface)
 
     container_section = top.get("container")
     container = None
@@ -365,7 +384,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
                   "together)")
 
     met = c.section("metrics")
-    c.unknown(met, "metrics", {"scorer", "primary", "direction", "columns"})
+    c.unknown(met, "metrics", {"scorer", "primary", "direction", "columns", "options"})
     scorer = c.get(met, "metrics.scorer", _text, "the scorer name, see `jc score --help`")
     primary = c.get(met, "metrics.primary", _text, "the metric that ranks the leaderboard")
     direction = c.get(met, "metrics.direction", _choice(("max", "min")), "max or min", "max")
@@ -375,6 +394,7 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
         columns = (primary, *columns)
     if scorer:
         _check_metrics(c, scorer, primary, columns)
+    options = _parse_options(c, met, scorer)
 
     lb = c.section("leaderboard", required=False)
     c.unknown(lb, "leaderboard", {"public_fraction", "seed"})
@@ -414,10 +434,11 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
         id=cid,
         title=title,
         type=ChallengeType(ctype),
-        interface=Interface(inputs=inputs, outputs=outputs, format=fmt),
+        interface=Interface(inputs=inputs, outputs=outputs, format=fmt, names=names),
         container=container or "",
         resources=resources,
-        metrics=Metrics(scorer=scorer, primary=primary, direction=Direction(direction), columns=columns),
+        metrics=Metrics(scorer=scorer, primary=primary, direction=Direction(direction), columns=columns,
+                        options=options),
         leaderboard=leaderboard,
         phases=phases,
         submission=submission,
@@ -546,6 +567,77 @@ def _check_metrics(c: Checker, scorer: str, primary: str | None, columns: tuple[
             where = f"metrics.columns[{raw.index(column)}]" if isinstance(raw, list) and column in raw else \
                 f"metrics.columns[{i}]"
             c.problem(where, column, f"scorer {scorer} reports no such metric{suggest(column, reported)}{hint}")
+
+
+_NAME_SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _parse_names(c: Checker, iface: dict[str, Any]) -> tuple[str, str] | None:
+    """``interface.names: {from: _rgb.png, to: _label.tif}``: how a prediction is named after its input."""
+    raw = iface.get("names")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        c.problem("interface.names", raw, "must be a mapping like {from: _rgb.png, to: _label.tif}")
+        return None
+    c.unknown(raw, "interface.names", {"from", "to"})
+    found: list[str] = []
+    for key in ("from", "to"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not _NAME_SUFFIX.match(value):
+            c.problem(f"interface.names.{key}", value, "a file name ending such as _rgb.png or _label.tif "
+                      "(letters, digits, _ . -)")
+        else:
+            found.append(value)
+    return (found[0], found[1]) if len(found) == 2 else None
+
+
+#: Types of the scorer options a challenge may set (others: a number, a string or true/false).
+_OPTION_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "legacy_cvppp": (lambda v: isinstance(v, bool), "true or false"),
+    "by_image": (lambda v: isinstance(v, bool), "true or false"),
+    "thresholds": (lambda v: isinstance(v, list) and 0 < len(v) <= 100 and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and 0 < x <= 1 for x in v),
+        "a list of IoU thresholds in (0, 1], e.g. [0.5, 0.75]"),
+    "confidence": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1,
+                   "a number between 0 and 1, e.g. 0.68"),
+    "epsilon": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= 0,
+                "a small non-negative number"),
+}
+
+
+def _parse_options(c: Checker, met: dict[str, Any], scorer: str | None) -> dict[str, Any]:
+    """``metrics.options``: each must be an option ``scorer`` accepts (:func:`scorers.folder.scorer_options`);
+    the values are plain data, handed to the sealed scorer as JSON."""
+    raw = met.get("options")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        c.problem("metrics.options", raw, "must be a mapping of scorer options, e.g. {legacy_cvppp: true}")
+        return {}
+    from scorers.errors import ScorerError
+    from scorers.folder import scorer_options
+
+    try:
+        accepted = scorer_options(scorer) if scorer else frozenset()
+    except ScorerError:
+        return {}  # the unknown scorer is named under metrics.scorer
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"metrics.options.{key}"
+        if key not in accepted:
+            known = sorted(accepted)
+            c.problem(where, value, f"scorer {scorer} takes no option {key!r}{suggest(str(key), known)} "
+                      f"(it accepts: {', '.join(known) or 'none'})")
+            continue
+        check, fix = _OPTION_TYPES.get(key, (
+            lambda v: isinstance(v, str | bool) or (isinstance(v, int | float) and math.isfinite(v)),
+            "a number, a string or true/false"))
+        if not check(value):
+            c.problem(where, value, f"must be {fix}")
+            continue
+        options[key] = value
+    return options
 
 
 def _parse_phases(c: Checker, raw: Any) -> tuple[Phase, ...]:

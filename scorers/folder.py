@@ -25,7 +25,7 @@ from .registry import get as get_metric
 from .registry import names as metric_names
 from .results import FolderScore, ItemScore, Metrics, PartsScore, clean
 
-__all__ = ["FolderScore", "ItemScore", "PartsScore", "folder_scorers", "score_folder", "score_parts"]
+__all__ = ["FolderScore", "ItemScore", "PartsScore", "folder_scorers", "score_folder", "score_parts", "scorer_options"]
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,20 @@ def folder_scorers() -> tuple[str, ...]:
     return tuple(sorted(_KINDS))
 
 
+#: Options a single metric (a registered metric used as the scorer) passes on to its function.
+_METRIC_OPTIONS = frozenset({"column", "thresholds", "legacy_cvppp", "empty", "average", "pos_label"})
+
+
+def scorer_options(scorer: str) -> frozenset[str]:
+    """The options ``scorer`` (a folder scorer or a metric name) accepts, as :func:`score_folder`
+    checks them; for a challenge's ``metrics.options``. Raises ScorerError for an unknown scorer."""
+    if scorer in _KINDS:
+        return _KINDS[scorer].options
+    if scorer in metric_names():
+        return _METRIC_OPTIONS
+    raise ScorerError(f"unknown scorer {scorer!r}; folder scorers: {', '.join(folder_scorers())}")
+
+
 def _auc_table(
     tp: Path, pp: Path, column: str | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -306,8 +320,7 @@ def _metric_kind(name: str, tabular: bool) -> _Kind:
         out: Metrics = dict(value) if isinstance(value, dict) else {name: float(value)}
         return out, out
 
-    options = frozenset({"column", "thresholds", "legacy_cvppp", "empty", "average", "pos_label"})
-    return _Kind((".csv",) if tabular else _TIFF, options, score, _mean_aggregate)
+    return _Kind((".csv",) if tabular else _TIFF, _METRIC_OPTIONS, score, _mean_aggregate)
 
 
 def _listing(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
