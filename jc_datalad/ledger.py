@@ -308,9 +308,10 @@ def commit_many(results: Path, items: Sequence[tuple[Path, Evaluation, list[str]
         if Path(os.path.abspath(folder)) != results / EVALUATIONS / ev.id:
             _place(results, folder, ev.id)
     commits = []
-    for start in range(0, len(items), max(1, per_commit)):
+    step = max(1, per_commit)
+    for start in range(0, len(items), step):
         group = [(ev, cmd, names) for (_, ev, cmd), names in
-                 zip(items[start:start + per_commit], files[start:start + per_commit], strict=True)]
+                 zip(items[start:start + step], files[start:start + step], strict=True)]
         if len(group) == 1:
             message = run_record_message(results, group[0][0], group[0][1], dsid=dsid)
         else:
@@ -373,7 +374,11 @@ def _batch_files(results: Path, items: Sequence[tuple[Path, Evaluation, list[str
         if record is None or record.id != eid:
             problems.append(f"{folder}: no {RECORD} of {eid} (the folder must hold a finished evaluation)")
             continue
-        placed = Path(os.path.abspath(folder)) == results / EVALUATIONS / eid
+        where = Path(os.path.abspath(folder))
+        placed = where == results / EVALUATIONS / eid
+        if not placed and (results / EVALUATIONS) in where.parents:
+            problems.append(f"{folder}: inside {EVALUATIONS}/ but not {EVALUATIONS}/{eid}")
+            continue
         problems += [f"{folder}/{p}" for p in _folder_problems(results, Path(folder), eid, placed, names,
                                                                 annex_link_problem)]
     if problems:

@@ -259,6 +259,12 @@ def test_a_folder_without_its_record_is_refused(tmp_path):
     other = _evaluation(7)
     with pytest.raises(JcError, match="no record.json of"):
         ledger.commit_many(results, [(items[0][0], other, ["true"])])
+    ledger.commit_many(results, items[:1], per_commit=0)
+    placed = results / "evaluations" / items[0][1].id
+    ev = Evaluation(**{**items[0][1].__dict__, "id": "team9--000000000009--dev"})
+    ledger.write_record(placed, ev)
+    with pytest.raises(JcError, match="inside evaluations/ but not"):  # would move a committed folder away
+        ledger.commit_many(results, [(placed, ev, ["true"])])
 
 
 def test_large_or_small_is_decided_as_git_annex_add_decides(tmp_path):
