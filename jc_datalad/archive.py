@@ -65,18 +65,29 @@ def due(ev: Evaluation, spec: ChallengeSpec, now: dt.datetime) -> bool:
     return phase is not None and phase.end <= now
 
 
+def anything_due(spec: ChallengeSpec, now: dt.datetime) -> bool:
+    """Whether any evaluation can be due at ``now`` (a pass reads no records otherwise)."""
+    if spec.submission.publish is Publish.NEVER:
+        return False
+    return spec.submission.publish is Publish.IMMEDIATELY or any(p.end <= now for p in spec.phases)
+
+
 def publish(config: RunnerConfig, spec: ChallengeSpec, records: Iterable[Evaluation], now: dt.datetime) -> list[str]:
     """Copy every due evaluation's submission into the archive; return the ids newly published.
 
-    Call with the ledger lock held (a runner pass). One submission that cannot be copied is
-    logged and left for the next pass; it never stops the pass.
+    Call with the ledger lock held (a runner pass). A submission that cannot be copied (its
+    commit gone from the team repository, its committed predictions refused) is logged and
+    listed under ``refused`` in the ledger's ``archive.json`` with the reason, and not tried
+    again; it never stops the pass.
     """
     records = [ev for ev in records if due(ev, spec, now)]
     if not records:
         return []
     target = archive_path(config, spec)
     present = published_ids(target)
-    fresh = sorted((ev for ev in records if ev.id not in present), key=lambda e: e.id)
+    earlier = load_index(config.results).get("refused")
+    refused: dict[str, str] = dict(earlier) if isinstance(earlier, dict) else {}
+    fresh = sorted((ev for ev in records if ev.id not in present and ev.id not in refused), key=lambda e: e.id)
     if fresh:
         ensure_archive(config, target)
     added = []
@@ -85,10 +96,12 @@ def publish(config: RunnerConfig, spec: ChallengeSpec, records: Iterable[Evaluat
             add_submission(config, spec, target, ev)
         except JcError as exc:
             lgr.warning("%s: not copied into the archive %s: %s", ev.id, target, exc)
+            refused[ev.id] = str(exc)[:500]
             continue
         added.append(ev.id)
     ids = sorted(present | set(added))
-    ledger.write_json(config.results, INDEX, {"archive": str(target), "evaluations": ids},
+    ledger.write_json(config.results, INDEX, {"archive": str(target), "evaluations": ids,
+                                              **({"refused": refused} if refused else {})},
                       f"Public archive of submissions: {len(ids)} evaluation(s)")
     return added
 

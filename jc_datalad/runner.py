@@ -464,6 +464,8 @@ def _publish_archive(config: RunnerConfig, spec: ChallengeSpec, now: dt.datetime
     """Copy the submissions due under ``submission.publish`` into the public archive (level a)."""
     from jc_datalad import archive
 
+    if not archive.anything_due(spec, now):  # during a phase, by default: no record is read
+        return
     records = [r for _, r in ledger.iter_records(config.results) if isinstance(r, Evaluation)]
     try:
         added = archive.publish(config, spec, records, now)
