@@ -17,8 +17,8 @@ Two steps, each a few processes whatever the number of files:
    then brought up to date with the new commit (no content is hashed through git-annex's
    filter: the files are known to be what was committed).
 
-``git annex add`` costs about 5 ms per file on a loaded two-core machine (50 s for 10,000
-predictions); this costs a few hundred microseconds.
+On this two-core machine, shared (load average 11), ``git annex add --batch`` of 10,000 small
+predictions took 59 s; :func:`annex_files` of the same took 14 s with the records beside them.
 """
 
 from __future__ import annotations
