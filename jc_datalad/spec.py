@@ -412,8 +412,10 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
                              SubmissionRules().max_file_bytes),
         signed=c.get(sub, "submission.signed", _bool, "true or false", False),
         count_failed=c.get(sub, "submission.count_failed", _bool, "true or false", True),
+        # a bad value is a problem of the spec (raised below with every other); None stands in until then
         publish=Publish(c.get(sub, "submission.publish", _choice(tuple(v.value for v in Publish)),
-                              "when evaluated submissions enter the public archive", Publish.AFTER_PHASE.value)),
+                              "when evaluated submissions enter the public archive", Publish.AFTER_PHASE.value)
+                        or Publish.AFTER_PHASE.value),
     )
     tm = c.section("teams", required=False)
     c.unknown(tm, "teams", {"merge_deadline"})

@@ -197,3 +197,62 @@ def test_level_c_after_release_the_page_command_reproduces_the_score(arena, work
     assert wrong != command
     again = _as(participant, tools, home, wrong.replace(ev.id, ev.id, 1) + f" --into {home}/again")
     assert again.returncode == 1 and "not reproduced" in again.stdout, again.stdout + again.stderr
+
+
+# -- fast checks: which command a page shows, the setting, hostile index files ---------------------
+
+
+def _ev(**changes):
+    import dataclasses
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from test_site import make
+
+    ev = make("alpha", "a1" * 20, score=0.7, first_seen="2024-05-01T10:00:00Z")
+    return dataclasses.replace(ev, **changes)
+
+
+def test_site_shows_each_level_only_where_it_works(tmp_path):
+    from site_generator.reproduce_levels import commands, gather_levels
+
+    ev = _ev()
+    organizer = [f"jc runner reproduce {ev.id} --config runner.yaml"]
+    (tmp_path / "archive.json").write_text(json.dumps({"archive": "/srv/a b", "evaluations": ["other"]}))
+    levels = gather_levels(tmp_path)
+    assert [c["level"] for c in commands(ev, levels, organizer)] == ["b"]  # not archived: no (a), no (c)
+    (tmp_path / "archive.json").write_text(json.dumps({"archive": "/srv/a b", "evaluations": [ev.id]}))
+    shown = commands(ev, gather_levels(tmp_path), organizer)
+    assert [c["level"] for c in shown] == ["a", "b"]
+    assert shown[0]["command"] == f"jc reproduce submission '/srv/a b' {ev.id}"  # quoted for the shell
+    (tmp_path / "release.json").write_text(json.dumps({"dataset": "/srv/rel", "splits": [ev.split]}))
+    shown = commands(ev, gather_levels(tmp_path), organizer)
+    assert [c["level"] for c in shown] == ["a", "b", "c"]
+    assert f"--split {ev.split}" in shown[2]["command"] and "--expect" in shown[2]["command"]
+    refused = _ev(status=Status.REFUSED)
+    assert commands(refused, gather_levels(tmp_path), organizer) == []  # nothing ran: nothing to redo
+
+
+def test_hostile_index_files_show_no_reader_command(tmp_path):
+    from site_generator.reproduce_levels import commands, gather_levels
+
+    ev = _ev()
+    (tmp_path / "archive.json").write_text(json.dumps({"archive": "/srv/a\n$(touch /tmp/x)", "evaluations": [ev.id]}))
+    (tmp_path / "release.json").write_text("[1, 2")
+    levels = gather_levels(tmp_path)
+    assert commands(ev, levels, []) == []
+    assert len(levels.problems) == 2
+
+
+def test_publish_setting_is_validated():
+    from test_spec import _template_spec
+
+    from jc_datalad.spec import Publish, SpecError, parse_spec
+
+    data = _template_spec()
+    assert parse_spec(data).submission.publish is Publish.AFTER_PHASE
+    data.setdefault("submission", {})["publish"] = "immediately"
+    assert parse_spec(data).submission.publish is Publish.IMMEDIATELY
+    data["submission"]["publish"] = "later"
+    with pytest.raises(SpecError, match="submission.publish"):
+        parse_spec(data)
