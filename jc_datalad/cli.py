@@ -584,7 +584,7 @@ def reproduce() -> None:
 def reproduce_submission(archive: str, evaluation_id: str, into: Path | None, as_json: bool) -> None:
     """Rerun a published submission's recorded steps on the public inputs and compare with its
     committed predictions byte for byte (level a). ARCHIVE: the challenge's public archive of
-    submissions. Exits 1 when they differ."""
+    submissions; EVALUATION_ID: the evaluation, as its page names it. Exits 1 when they differ."""
     from jc_datalad.reader import reproduce_submission as run
 
     verdict = run(archive, evaluation_id, into or Path(evaluation_id))
@@ -609,7 +609,9 @@ def reproduce_submission(archive: str, evaluation_id: str, into: Path | None, as
 def reproduce_score(archive: str, evaluation_id: str, released: str, split: str, expect: tuple[str, ...],
                     into: Path | None, as_json: bool) -> None:
     """Rerun a published submission on the released hidden inputs and score it against the
-    released labels (level c). Exits 1 when a score differs from its --expect value."""
+    released labels (level c). ARCHIVE: the challenge's public archive of submissions;
+    EVALUATION_ID: the evaluation, as its page names it. Exits 1 when a score differs from its
+    --expect value."""
     from jc_datalad.reader import reproduce_score as run
 
     expected = {}
