@@ -28,7 +28,7 @@ from jc_datalad.config import RunnerConfig
 from jc_datalad.errors import JcError
 from jc_datalad.gitutil import git_out
 from jc_datalad.records import Evaluation, Status, utcnow
-from jc_datalad.spec import load_spec
+from jc_datalad.spec import ChallengeSpec, load_spec
 
 lgr = logging.getLogger(__name__)
 
@@ -219,13 +219,13 @@ def _rescore(config: RunnerConfig, ids: set[str], phase: str | None, say: Callab
     key = score_key(report.scorer, report.version)
     commit = git_out(["rev-parse", "HEAD"], config.challenge)
     written: list[Path] = []
+    labels_repos: dict[str, Path] = {}  # split -> the organizer's labels dataset, staged once per command
     for folder, ev in _selected(config, ids, phase):
         if any(s.key == key for s in score_sets(folder, ev)):
             report.unchanged.append(ev.id)
             continue
         try:
-            scores = _score_one(config, spec.resources.memory_bytes, spec.resources.output_bytes,
-                                spec.interface.format, folder, ev, commit, report)
+            scores = _score_one(config, spec, folder, ev, commit, report, labels_repos)
         except (JcError, OSError) as exc:
             report.failed.append(f"{ev.id}: {exc}")
             say(f"{ev.id}: not rescored: {exc}")
@@ -280,17 +280,25 @@ def copy_predictions(results: Path, stored: Path, dest: Path, *, max_files: int,
             shutil.copyfile(source, dest / rel)
 
 
-def _score_one(config: RunnerConfig, memory: int, output_bytes: int, output_format: str, folder: Path,
-               ev: Evaluation, challenge_commit: str, report: RescoreReport) -> ScoreSet:
+def _score_one(config: RunnerConfig, spec: ChallengeSpec, folder: Path, ev: Evaluation, challenge_commit: str,
+               report: RescoreReport, labels_repos: dict[str, Path]) -> ScoreSet:
+    from jc_datalad.evaluate import public_part
+
+    memory, output_bytes, output_format = spec.resources.memory_bytes, spec.resources.output_bytes, \
+        spec.interface.format
     labels_commit = str(ev.hidden.get("labels", {}).get("commit", ""))
     if not labels_commit:
         raise JcError("its record names no labels version")
-    labels_repo = labels_dataset(config, ev.split)  # cached: one staging per split and command
+    if ev.split not in labels_repos:
+        labels_repos[ev.split] = labels_dataset(config, spec, ev.split)
+    labels_repo = labels_repos[ev.split]
     items = hiddenversion.items_at(labels_repo, labels_commit)
     labels = hiddenversion.materialize(labels_repo, labels_commit,
                                        config.work / "hidden" / f"{ev.split}-labels-{labels_commit[:12]}-all",
                                        recursive=False, names=items)
-    public = frozenset(ev.hidden.get("public_items") or [])
+    # the pass's public part; records written before it was kept: the same seeded split the pass made
+    public = frozenset(ev.hidden.get("public_items") or
+                       public_part(items, spec.leaderboard.public_fraction, spec.leaderboard.seed))
     scratch = config.work / "rescore" / ev.id
     shutil.rmtree(scratch, ignore_errors=True)
     try:
@@ -314,16 +322,11 @@ def _score_one(config: RunnerConfig, memory: int, output_bytes: int, output_form
                     dict(result.public), dict(result.private), rows if result.reason is None else [], reason, True)
 
 
-_LABELS: dict[tuple[Path, str], Path] = {}
-
-
-def labels_dataset(config: RunnerConfig, split: str) -> Path:
+def labels_dataset(config: RunnerConfig, spec: ChallengeSpec, split: str) -> Path:
     """The organizer's labels dataset of ``split`` (results challenges keep theirs in the challenge)."""
     from jc_datalad import evaluate
 
-    if (config.path, split) not in _LABELS:
-        _LABELS[(config.path, split)] = evaluate.stage_hidden(config, load_spec(config.challenge), split).labels
-    return _LABELS[(config.path, split)]
+    return evaluate.stage_hidden(config, spec, split).labels
 
 
 def by_key(sets: Iterable[ScoreSet]) -> Mapping[str, ScoreSet]:

@@ -61,9 +61,13 @@ def test_rescore_keeps_old_records_and_shows_new_scores(arena, monkeypatch, work
     # the same scorer code: the sealed rescore gives the pass's scores, item by item
     assert score["public"] == pytest.approx(ev.public) and score["private"] == pytest.approx(ev.private)
     assert [i["name"] for i in score["items"]] == [i["name"] for i in ev.items]
+    # a rescore killed before its commit leaves an untracked score file: the next writer removes it
+    stray = folder / "scores" / "instance_segmentation-0.3.0.json"
+    stray.write_text('{"format": "jc-rescore/1"')
     # again with the same version: nothing new
     again = rescore.rescore(arena.config, ids=[ev.id])
     assert again.unchanged == [ev.id] and again.commit is None
+    assert not stray.exists() and sh("git", "status", "--porcelain", cwd=results).strip() == ""
 
     # the site's leaderboard uses the newest scorer version's scores
     site = work / "site"
