@@ -27,6 +27,7 @@ from jc_datalad.evaluate import (
     Refusal,
     Replay,
     annex_get,
+    challenge_annexed,
     recorded_steps,
     replay_steps,
     stage_inputs,
@@ -75,6 +76,12 @@ class SubmitCheck:
     executed: tuple[StepOutcome, ...] = ()
     #: the runner's own reason for the first step that failed (``step 1 exited with code 1``)
     failure: str | None = None
+    #: the challenge's ``type`` and ``verify``: what the runner does with an accepted submission
+    type: str = ChallengeType.INFERENCE.value
+    verify: str = Verify.NONE.value
+    #: results with ``verify: rerun``: whether the replay here wrote the committed predictions again
+    #: (None: not replayed)
+    reproduced: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,6 +89,7 @@ class SubmitCheck:
 
     def as_dict(self) -> dict:
         return {"head": self.head, "base": self.base, "ok": self.ok, "ran": self.ran, "failure": self.failure,
+                "type": self.type, "verify": self.verify, "reproduced": self.reproduced,
                 "problems": list(self.problems), "warnings": list(self.warnings),
                 "steps": [s.as_dict() for s in self.steps], "executed": [s.as_dict() for s in self.executed]}
 
@@ -185,19 +193,20 @@ def check_submission(dataset: Path, *, run: bool = False) -> SubmitCheck:
         problems.append(f"the challenge registers no container {spec.container!r}")
 
     if not steps:
-        return SubmitCheck(head, base, tuple(problems), tuple(warnings))
+        return SubmitCheck(head, base, tuple(problems), tuple(warnings), type=spec.type.value, verify=spec.verify.value)
     if spec.type is ChallengeType.RESULTS:  # the committed predictions are what is scored
         done, notes = _check_results(dataset, base, head, spec, image_path, inspection, steps, history, run=run)
         return SubmitCheck(head, base, tuple(problems + done.problems), tuple(warnings + notes), tuple(steps),
-                           ran=bool(done.executed), executed=tuple(done.executed), failure=done.failure)
+                           ran=bool(done.executed), executed=tuple(done.executed), failure=done.failure,
+                           reproduced=done.reproduced, type=spec.type.value, verify=spec.verify.value)
     if not run:
         found = validate_outputs(spec, dataset / spec.interface.inputs, dataset / spec.interface.outputs,
                                  spec.interface.outputs)
         problems += [_blame_output(p, steps, history, spec) for p in found]
-        return SubmitCheck(head, base, tuple(problems), tuple(warnings), tuple(steps))
+        return SubmitCheck(head, base, tuple(problems), tuple(warnings), tuple(steps), type=spec.type.value, verify=spec.verify.value)
     replayed = _replay(dataset, base, head, spec, image_path, inspection, steps, history)
     return SubmitCheck(head, base, tuple(problems + replayed.problems), tuple(warnings), tuple(steps),
-                       ran=True, executed=tuple(replayed.executed), failure=replayed.failure)
+                       ran=True, executed=tuple(replayed.executed), failure=replayed.failure, type=spec.type.value, verify=spec.verify.value)
 
 
 @dataclass
@@ -205,6 +214,7 @@ class _Replayed:
     problems: list[str] = field(default_factory=list)
     executed: list[StepOutcome] = field(default_factory=list)
     failure: str | None = None
+    reproduced: bool | None = None
 
 
 def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path: str,
@@ -232,6 +242,14 @@ def _replay(dataset: Path, base: str, head: str, spec: ChallengeSpec, image_path
                   and not any(link.path == o or link.path.startswith(o + "/") for o in outputs)]
         annex_get(checkout, needed, ("file",), origin="your dataset",
                   missing_fix="get it with `datalad get`; the runner fetches it from your team repository")
+        # annexed files the challenge ships that you left unchanged: the runner fetches them from the
+        # challenge dataset; here they come from your dataset, where `datalad get` puts them
+        shipped = challenge_annexed(checkout, head, base, skip=(
+            *outputs, spec.interface.inputs, *((spec.training.inputs,) if spec.training else ()),
+            *(link.path for link in needed)))
+        annex_get(checkout, shipped, ("file",), origin="your dataset",
+                  missing_fix="get it with `datalad get` (it came with the challenge; the runner fetches it from "
+                              "the challenge dataset)")
         staged = stage_inputs(inputs, work / "inputs")
         items = [p.name for p in staged.iterdir()]
         train = None
@@ -319,6 +337,7 @@ def _check_results(dataset: Path, base: str, head: str, spec: ChallengeSpec, ima
         replayed = _replay(dataset, base, head, results.public_inputs_spec(spec), image_path, inspection, steps,
                            history, predictions=rerun)
         done.executed, done.failure = replayed.executed, replayed.failure
+        done.reproduced = False
         if replayed.problems:
             notes += [f"not reproduced: the runner re-executes your recorded steps on the public inputs "
                       f"(verify: rerun), and here they did not finish: {p}" for p in replayed.problems]
@@ -330,6 +349,8 @@ def _check_results(dataset: Path, base: str, head: str, spec: ChallengeSpec, ima
                          "leaderboard will mark this entry 'not reproduced' (the committed predictions are "
                          "still scored). Record the run again with the same `datalad containers-run` command "
                          "instead of editing predictions, and keep the code deterministic")
+        else:
+            done.reproduced = True
         return done, notes
     finally:
         sandbox.release_mounts(work)
@@ -454,36 +475,44 @@ def validate_outputs(spec: ChallengeSpec, inputs: Path, outputs: Path, label: st
     """The outputs read as the challenge's scorer reads them; one message per bad file."""
     if spec.interface.format == "label-tiff":
         reader = read_mask if spec.metrics.scorer == "pixel_masks" else read_labels
-        return validate_label_tiffs(inputs, outputs, label, reader=reader)
+        return validate_label_tiffs(inputs, outputs, label, reader=reader, name_of=spec.interface.prediction_name)
     return validate_tables(outputs, label, spec.metrics.scorer, intervals=spec.interface.format == "intervals-csv")
 
 
-def validate_label_tiffs(inputs: Path, outputs: Path, label: str,
-                         reader: Callable[..., object] = read_labels) -> list[str]:
-    """Every input has a prediction of the same name and frame shape, read by the scorer's ``reader``."""
-    import tifffile
+def _same_name(name: str) -> str | None:
+    return name if name.lower().endswith((".tif", ".tiff")) else None
 
+
+def validate_label_tiffs(inputs: Path, outputs: Path, label: str,
+                         reader: Callable[..., object] = read_labels,
+                         name_of: Callable[[str], str | None] = _same_name) -> list[str]:
+    """Every input has its prediction, named by ``name_of`` (the challenge's ``interface.names``;
+    by default the input's own name) and of the input's frame shape, read by the scorer's ``reader``.
+    The scorer matches predictions to the hidden labels by these names."""
     if not inputs.is_dir():
         return [f"{inputs}: the public inputs are not installed; `datalad get {inputs.name}` them"]
-    names = sorted(p.name for p in inputs.iterdir() if p.suffix in (".tif", ".tiff"))
+    expected = {}  # prediction name -> input name
+    for p in sorted(inputs.iterdir()):
+        target = name_of(p.name)
+        if target is not None and not p.name.startswith("."):
+            expected[target] = p.name
     if not outputs.is_dir():
         return [f"{label}/: missing; your recorded command must write it"]
     problems = []
     written = {p.name for p in outputs.iterdir()}
-    missing = [n for n in names if n not in written]
+    missing = [n for n in expected if n not in written]
     if missing:
-        problems.append(f"{label}/{missing[0]} missing: the command wrote {len(names) - len(missing)} of "
-                        f"{len(names)} expected files")
-    for extra in sorted(written - set(names)):
-        problems.append(f"{label}/{extra}: not expected (no input of that name)")
-    for name in names:
+        problems.append(f"{label}/{missing[0]} missing (the prediction of {expected[missing[0]]}): the command "
+                        f"wrote {len(expected) - len(missing)} of {len(expected)} expected files")
+    for extra in sorted(written - set(expected)):
+        problems.append(f"{label}/{printable(extra)}: not expected (no input it is the prediction of)")
+    for name, source in expected.items():
         if name in missing:
             continue
         try:
-            with tifffile.TiffFile(inputs / name) as tif:  # the organizer's public input
-                shape = tuple(tif.series[0].shape)
+            shape = _frame_shape(inputs / source)  # the organizer's public input
         except Exception as exc:  # any unreadable file is a per-file problem
-            problems.append(f"{name}: the public input is unreadable ({exc}); `datalad get` it again")
+            problems.append(f"{source}: the public input is unreadable ({exc}); `datalad get` it again")
             continue
         try:
             # the runner's own reader and checks: no file a prediction names is ever opened
@@ -491,6 +520,21 @@ def validate_label_tiffs(inputs: Path, outputs: Path, label: str,
         except ItemError as exc:
             problems.append(f"{label}/{name}: {exc}")
     return problems
+
+
+def _frame_shape(path: Path) -> tuple[int, ...]:
+    """The shape a prediction of the input ``path`` has: a TIFF's own shape; an RGB(A) or grey image
+    of another format (PNG, JPEG) is one frame of its height and width."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.series[0].shape)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+    return (height, width)
 
 
 def validate_tables(outputs: Path, label: str, scorer: str, *, intervals: bool = False) -> list[str]:
