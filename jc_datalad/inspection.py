@@ -232,9 +232,11 @@ def inspect_submission(repo: Path, base: str, head: str, spec: ChallengeSpec) ->
         sizes = _object_sizes(repo, list(blobs.values()))
         links = _read_links(repo, [blobs[p] for p, _ in _modes(changes, "120000")])
         # results challenges score the committed predictions themselves: their links are checked too
-        regenerated = "" if spec.type is ChallengeType.RESULTS else spec.interface.outputs
+        regenerated = [] if spec.type is ChallengeType.RESULTS else [spec.interface.outputs]
+        if spec.training is not None:  # the model folder is trained again; the committed one is never read
+            regenerated.append(spec.training.model)
         for path, _ in _modes(changes, "120000"):
-            if path not in blobs or _under(path, regenerated):
+            if path not in blobs or any(_under(path, folder) for folder in regenerated):
                 # the runner regenerates the output folder; what was committed there is never read
                 continue
             target = links.get(blobs[path], "")

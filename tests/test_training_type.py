@@ -150,6 +150,37 @@ def test_spec_training_section() -> None:
     assert "resources.evaluation_time" in short and "training.resources.time" in short
 
 
+def test_a_committed_model_over_the_file_limit_is_not_refused(tmp_path: Path) -> None:
+    """The committed model folder is trained again, never read: its size is not the submission's."""
+    import subprocess
+
+    from jc_datalad.inspection import inspect_submission
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.name", "t")
+    git("config", "user.email", "t@example.org")
+    (repo / "code").mkdir()
+    (repo / "code" / "train.py").write_text("print(1)\n")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    base = git("rev-parse", "HEAD")
+    key = "SHA256E-s" + str(2 * 2**30) + "--" + "a" * 64 + ".npy"
+    for folder in ("model", "weights"):
+        (repo / folder).mkdir()
+        (repo / folder / "w.npy").symlink_to(f"../.git/annex/objects/Xx/Yy/{key}/{key}")
+    git("add", ".")
+    git("commit", "-qm", "big files")
+    spec = parse_spec(_spec_data(submission={"max_file_size": "1M"}))
+    problems = inspect_submission(repo, base, git("rev-parse", "HEAD"), spec).problems
+    assert [p for p in problems if "w.npy" in p] == [next(p for p in problems if p.startswith("weights/w.npy"))]
+
+
 def test_spec_problems_carry_line_and_column(tmp_path: Path) -> None:
     from jc_datalad.spec import load_spec
 
