@@ -6,7 +6,9 @@ split, the pinned challenge and hidden data of this runner) in the runner's work
 never in ``evaluations/<id>/``: the original record and predictions are never touched. The
 redo and its verdict go to ``reproductions/<id>/<n>/`` (:data:`jc_datalad.ledger.REPRODUCTIONS`),
 one commit each: ``record.json`` (the redone record), ``predictions/`` and ``verdict.json``
-(identical, or the first difference: a prediction file, the status or a score).
+(identical, or the first difference: a prediction file, the status or a score). The redo's
+full step logs go to ``<logs>/reproductions/<id>/<n>/`` of the organizer's private store, so
+the original's logs stay as they were too.
 """
 
 from __future__ import annotations
@@ -88,13 +90,15 @@ def _reproduce(config: RunnerConfig, eval_id: str, now: dt.datetime) -> Verdict:
     scratch = config.work / "reproduce" / eval_id
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    number = ledger.next_reproduction(config.results, eval_id)
+    # the redo's full step logs go beside the original's in the organizer's private store, never over them
+    redo_config = replace(config, logs=config.logs / ledger.REPRODUCTIONS / eval_id / str(number))
     try:
-        ctx = prepare(config, [before.split])
-        after, _ = _evaluate_one(config, ctx, team, before.submission["commit"], before.phase, before.split,
+        ctx = prepare(redo_config, [before.split])
+        after, _ = _evaluate_one(redo_config, ctx, team, before.submission["commit"], before.phase, before.split,
                                  scratch, submission)
         ledger.write_record(scratch, after)
         first = first_difference(config.results / ledger.EVALUATIONS / eval_id, before, scratch, after)
-        number = ledger.next_reproduction(config.results, eval_id)
         verdict = Verdict(eval_id, number, first is None, first, hashlib.sha256(original_bytes).hexdigest(),
                           after.status.value, f"{ledger.REPRODUCTIONS}/{eval_id}/{number}",
                           now.strftime("%Y-%m-%dT%H:%M:%SZ"), getpass.getuser())

@@ -75,6 +75,8 @@ def test_level_b_reproduce_never_touches_the_original(arena):
     results = arena.config.results
     before = _record_bytes(results, ev.id)
     log_before = sh("git", "log", "--format=%H", "--", f"evaluations/{ev.id}", cwd=results)
+    private_logs = arena.config.logs / ev.id / "logs.txt"  # the organizer's full step logs
+    private_before = private_logs.read_bytes()
     out = CliRunner().invoke(main, ["runner", "reproduce", ev.id, "--config", str(arena.config_path)])
     assert out.exit_code == 0, out.output
     assert "identical" in out.output and f"reproductions/{ev.id}/1/" in out.output
@@ -86,6 +88,8 @@ def test_level_b_reproduce_never_touches_the_original(arena):
     assert sorted(p.name for p in (results / "reproductions" / ev.id / "1" / "predictions").iterdir()) == \
         sorted(p.name for p in (results / "evaluations" / ev.id / "predictions").iterdir())
     assert sh("git", "status", "--porcelain", cwd=results) == ""
+    assert private_logs.read_bytes() == private_before
+    assert (arena.config.logs / "reproductions" / ev.id / "1" / ev.id / "logs.txt").is_file()
     # a second reproduction gets the next number; the first stays
     out = CliRunner().invoke(main, ["runner", "reproduce", ev.id, "--config", str(arena.config_path)])
     assert out.exit_code == 0, out.output
