@@ -234,14 +234,16 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
             logs, copies = _logs(ledger, record, ev)
             path = f"{challenge.id}/evaluations/{ev.id}.html"
             # a late head's page names the phase it came after, from the description for older records
+            rescored = versions.rescores(ledger, ev, problems)  # its scores by later scorer versions
             page_key = (shown_by_id[challenge.id], gathered.digests[ev.id], record, sorted(logs.items()),
-                        late_for(ev, challenge), levels_of[ledger].key(ev))
+                        late_for(ev, challenge), levels_of[ledger].key(ev), rescored)
             if keys.unchanged(path, keys.digest(path, "evaluation.html", page_key), list(copies)):
                 rendered[path] = None
                 rendered.update(dict.fromkeys(copies))  # written with the page, from the same record
                 continue
             rendered.update(_copies(copies, problems))
-            jobs.append(_PageJob(path, page_key, partial(pages.evaluation_context, ev, challenge, record, logs,
+            jobs.append(_PageJob(path, page_key, partial(versions.context_with, {"rescores": rescored},
+                                                         pages.evaluation_context, ev, challenge, record, logs,
                                                          levels=levels_of[ledger]),
                                  partial(_evaluation_error, BadRecord(
                                      path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,

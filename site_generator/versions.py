@@ -195,6 +195,14 @@ def pages(challenge: Challenge, versions: Mapping[str, tuple[Version, ...]]) -> 
     return out
 
 
-def context_with(extra: Mapping[str, Any], make: Any, *args: Any) -> dict[str, Any]:
-    """The context ``make(*args)`` builds, with ``extra`` added (a page's link to the versions)."""
-    return {**make(*args), **extra}
+def context_with(extra: Mapping[str, Any], make: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The context ``make(*args, **kwargs)`` builds, with ``extra`` added (a page's link to the versions)."""
+    return {**make(*args, **kwargs), **extra}
+
+
+def rescores(results: Path, ev: Evaluation, problems: list[str]) -> tuple[rescore.ScoreSet, ...]:
+    """The rescores of ``ev`` (its evaluation page lists them), by file name; () without any."""
+    folder = results / EVALUATIONS / ev.id
+    if not safe_eval_id(ev.id) or not os.path.isdir(folder / rescore.SCORES):
+        return ()
+    return tuple(s for s in rescore.score_sets(folder, ev, problems) if s.rescored)

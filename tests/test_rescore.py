@@ -77,6 +77,9 @@ def test_rescore_keeps_old_records_and_shows_new_scores(arena, monkeypatch, work
     index = (site / "bacteria-test" / "leaderboards" / "index.html").read_text()
     assert "instance_segmentation 0.2.0.post1" in index and "instance_segmentation 0.2.0<" in index
     assert "(current)" in index
+    page = (site / "bacteria-test" / "evaluations" / f"{ev.id}.html").read_text()
+    rescored = page.split('id="rescored"', 1)[1].split("</table>", 1)[0]
+    assert "instance_segmentation 0.2.0.post1" in rescored
 
 
 def test_rescore_refuses_unknown_evaluations(arena):
