@@ -244,7 +244,7 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
             rendered.update(_copies(copies, problems))
             jobs.append(_PageJob(path, page_key, partial(versions.context_with, {"rescores": rescored},
                                                          pages.evaluation_context, ev, challenge, record, logs,
-                                                         levels=levels_of[ledger]),
+                                                         levels_of[ledger]),
                                  partial(_evaluation_error, BadRecord(
                                      path=record, problems=(), eval_id=ev.id, challenge_id=challenge.id,
                                      team=ev.team, phase=ev.phase))))
