@@ -96,13 +96,14 @@ def test_better_solution_outranks_the_starter_kit_on_hidden_data(name, work, req
         "work": str(work / "jc-work"), "teams": str(teams), "workers": 2,
     }))
 
-    clone = participant.clone_challenge(made.public, work / "participant")
     steps = participant.template_steps(name)
     for team, files in (("baseline", None), ("better", solution_files(name, "better"))):
+        # a clone each: a training submission holds exactly its two recorded steps
+        clone = participant.clone_challenge(made.public, work / "participants" / team)
         repo = participant.make_team_repository(work / "teams" / f"{team}.git")
         add_team(teams, team, str(repo))
         participant.record_steps(clone, steps, files=files, message=f"{team} solution")
-        participant.push_submission(clone, repo, f"{team}-1", remote=team)
+        participant.push_submission(clone, repo, f"{team}-1")
 
     report = run_once(load_config(config_file))
     by_team = {ev.team: ev for ev in report.evaluations}
@@ -147,3 +148,31 @@ def test_the_demo_fails_loudly_unless_the_better_solution_leads(rows, error):
     else:
         with pytest.raises(JcError, match=error):
             check_better_leads({"rows": rows})
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["roots", "hep"])
+def test_generator_is_deterministic_and_hidden_labels_match_inputs(name, tmp_path):
+    import importlib
+
+    gen = importlib.import_module(f"challenge_templates.{name}.generate")
+    small = gen.SIZES["default"].__class__(**{**vars(gen.SIZES["default"]), "items": 2, "hidden_items": 3})
+    gen.write_data(tmp_path / "a", small, 3)
+    gen.write_data(tmp_path / "b", small, 3)
+    first = _tree(tmp_path / "a")
+    assert first == _tree(tmp_path / "b")
+    assert first != _tree(gen.write_data(tmp_path / "c", small, 4) or tmp_path / "c")
+    hidden = tmp_path / "a" / "hidden" / "test"
+    labels = sorted(p.stem for p in (hidden / "labels").glob("*.csv"))
+    inputs = sorted(p.stem for p in (hidden / "inputs").iterdir() if p.suffix in (".csv", ".tif"))
+    assert labels == inputs and len(labels) == 3
+    public = {p.read_bytes() for p in (tmp_path / "a" / "public" / "test").iterdir()
+              if p.suffix in (".csv", ".tif")}
+    assert not public & {p.read_bytes() for p in (hidden / "inputs").iterdir() if p.suffix in (".csv", ".tif")}
+    # a truth table the scorers read: an id column equal to the file's stem and one value column
+    for path in (hidden / "labels").glob("*.csv"):
+        header, row = path.read_text().splitlines()
+        assert len(header.split(",")) == 2 and row.split(",")[0] == path.stem
