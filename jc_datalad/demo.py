@@ -84,8 +84,9 @@ def run_demo(directory: Path, *, template: str = DEFAULT_TEMPLATE, image: str = 
     """
     say = progress or (lambda msg: None)
     ensure_identity()
-    teams = demo_teams(template)  # before anything is removed: an unknown template changes nothing
+    # before anything is removed: an unknown or incomplete template changes nothing
     steps = participant.template_steps(template)
+    teams = demo_teams(template)
     directory = directory.resolve()
     if directory.exists():
         if not (directory / "runner.yaml").exists():

@@ -176,3 +176,14 @@ def test_generator_is_deterministic_and_hidden_labels_match_inputs(name, tmp_pat
     for path in (hidden / "labels").glob("*.csv"):
         header, row = path.read_text().splitlines()
         assert len(header.split(",")) == 2 and row.split(",")[0] == path.stem
+
+
+def test_demo_of_an_unknown_template_names_the_templates_and_touches_nothing(tmp_path):
+    from jc_datalad.cli import main
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "runner.yaml").write_text("earlier demo\n")
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--template", "nope"])
+    assert result.exit_code != 0
+    assert "unknown template 'nope'" in result.output and "bacteria" in result.output
+    assert (tmp_path / "demo" / "runner.yaml").read_text() == "earlier demo\n"
