@@ -100,7 +100,9 @@ def items_at(repo: Path, commit: str) -> tuple[str, ...]:
 
 def _content(repo: Path, mode: str, sha: str, path: str) -> Path | bytes:
     blob = git(["cat-file", "blob", sha], repo, binary=True).stdout
-    if mode != "120000":
+    # a locked annexed file is a link to its key; an unlocked one a pointer file "/annex/objects/KEY"
+    pointer = mode != "120000" and len(blob) < 1024 and blob.startswith(b"/annex/objects/")
+    if mode != "120000" and not pointer:
         return bytes(blob)
     key = os.path.basename(blob.decode("utf-8", "replace").strip())
     proc = git(["annex", "contentlocation", key], repo, check=False)

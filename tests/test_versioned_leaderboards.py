@@ -112,6 +112,9 @@ def test_rerun_on_new_hidden_data_makes_a_new_leaderboard_version(arena, work):
     admitted = standings.admit([r for r in records if r.team == "alpha"], team="alpha", phase=phase,
                                first_seen=dt.datetime.now(dt.UTC), count_failed=True)
     assert admitted.admitted
+    used = standings.quota(records, team="alpha", phase=phase,
+                           when=standings.parse_time(originals["alpha"].submission["first_seen"]))
+    assert used.used_total == 1 and used.used_today == 1  # the original only: the rerun is not charged
     assert all(standings.is_rerun(r) for r in records if r.id not in before)
 
     # the site: the current version (the rerun) on the leaderboard, the earlier one kept, a comparison
@@ -160,3 +163,41 @@ def test_comparison_tau_is_scipys():
     assert c.n == 4
     assert c.tau == pytest.approx(kendalltau([old.ranks()[t] for t in both], [new.ranks()[t] for t in both]).statistic)
     assert {r["team"]: r["change"] for r in c.rows}["t2"] == 1 and {r["team"]: r["change"] for r in c.rows}["t4"] is None
+
+
+def test_a_version_of_a_dataset_is_copied_from_git_and_annex(tmp_path):
+    from jc_datalad import hiddenversion
+    from jc_datalad.errors import JcError
+
+    repo = tmp_path / "labels"
+    repo.mkdir()
+    sh("git", "init", "-q", cwd=repo)
+    sh("git", "annex", "init", "-q", "test", cwd=repo)
+    (repo / "a.tif").write_bytes(b"locked v1")
+    (repo / "b.tif").write_bytes(b"unlocked v1")
+    (repo / "c.txt").write_text("in git\n")
+    (repo / ".datalad").mkdir()
+    (repo / ".datalad" / "config").write_text('[datalad "dataset"]\n\tid = x\n')
+    sh("git", "annex", "add", "-q", "a.tif", "b.tif", cwd=repo)
+    sh("git", "add", "c.txt", ".datalad", cwd=repo)
+    sh("git", "commit", "-q", "-m", "v1", cwd=repo)
+    sh("git", "annex", "unlock", "-q", "b.tif", cwd=repo)
+    sh("git", "commit", "-q", "-m", "unlock b", cwd=repo)
+    v1 = sh("git", "rev-parse", "HEAD", cwd=repo).strip()
+    (repo / "a.tif").unlink()
+    (repo / "a.tif").write_bytes(b"locked v2")
+    sh("git", "annex", "add", "-q", "a.tif", cwd=repo)
+    sh("git", "commit", "-q", "-m", "v2", cwd=repo)
+
+    assert hiddenversion.items_at(repo, v1) == ("a.tif", "b.tif", "c.txt")
+    out = hiddenversion.materialize(repo, v1, tmp_path / "v1")
+    assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif", "c.txt"]  # no dataset files
+    assert (out / "a.tif").read_bytes() == b"locked v1" and (out / "b.tif").read_bytes() == b"unlocked v1"
+    assert not (out / "a.tif").is_symlink() and (out / "c.txt").read_text() == "in git\n"
+    with pytest.raises(JcError, match="is not a commit of"):
+        hiddenversion.resolve_commit(repo, "--output=x")
+    # a version whose annexed content is gone names the key to get
+    key = sh("git", "annex", "lookupkey", "a.tif", cwd=repo).strip()
+    sh("git", "annex", "drop", "-q", "--force", "a.tif", cwd=repo)
+    with pytest.raises(JcError, match=f"annex get --key {re.escape(key)}"):
+        hiddenversion.materialize(repo, "HEAD", tmp_path / "v2")
