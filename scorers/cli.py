@@ -51,8 +51,11 @@ def _option(text: str) -> tuple[str, Any]:
 
 def _challenge_options(path: Path) -> dict[str, Any]:
     """``metrics.options`` of a challenge (its folder or its challenge.yaml), checked as the runner checks them."""
-    from jc_datalad.errors import JcError
-    from jc_datalad.spec import load_spec
+    try:  # the challenge spec is jc-datalad's; the scorers themselves never need it
+        from jc_datalad.errors import JcError
+        from jc_datalad.spec import load_spec
+    except ImportError as exc:
+        raise ScorerError("--challenge needs jc-datalad installed; pass --option NAME=VALUE instead") from exc
 
     spec_file = path / "challenge.yaml" if path.is_dir() else path
     try:
