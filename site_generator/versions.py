@@ -7,8 +7,8 @@ Evaluations with the same hidden data and scorer version form one leaderboard ve
 a phase; its challenge commit is the one of its earliest score (the challenge as it was
 when the version began), so its key never changes as later submissions join it.
 ``jc runner rescore`` (a new scorer version) and ``jc runner rerun`` (a new hidden-data
-version) each start a new version. The current version of a phase is the one scored last;
-the main leaderboard shows it, and every version keeps its page at
+version) each start a new version. The current version of a phase is, among the versions on
+the hidden data scored last, the one of the newest scorer version; the main leaderboard shows it, and every version keeps its page at
 ``<challenge>/leaderboards/<key>/<phase>.html``. Consecutive versions are compared at
 ``<challenge>/leaderboards/compare/<phase>/<old>--<new>.html`` (rank changes and Kendall's
 tau, :func:`scipy.stats.kendalltau`). See docs/site.md, "Versioned leaderboards".
@@ -116,8 +116,14 @@ def gather(results: Path, challenge: Challenge, problems: list[str]) -> dict[str
 
 
 def current(versions: Iterable[Version]) -> Version | None:
-    """The version scored last: what the main leaderboard shows."""
-    return max(versions, key=lambda v: (v.latest, v.created, v.key), default=None)
+    """What the main leaderboard shows: of the versions on the hidden data scored last (a rerun's
+    new data), the one of the newest scorer version (then the one scored last)."""
+    found = list(versions)
+    if not found:
+        return None
+    last = max(found, key=lambda v: (v.latest, v.created, v.key))
+    same_data = [v for v in found if (v.inputs_commit, v.labels_commit) == (last.inputs_commit, last.labels_commit)]
+    return max(same_data, key=lambda v: (rescore.version_order(v.scorer_version), v.latest, v.key))
 
 
 def with_current(challenge: Challenge, versions: Mapping[str, tuple[Version, ...]]) -> Challenge:

@@ -140,6 +140,8 @@ def test_rerun_on_new_hidden_data_makes_a_new_leaderboard_version(arena, work):
     expected = kendalltau([ranks[t][0] for t in teams], [ranks[t][1] for t in teams]).statistic
     shown = float(re.search(r'data-tau="([^"]+)"', page).group(1))  # type: ignore[union-attr]
     assert shown == pytest.approx(expected) and ranks["gamma"][0] != 1 and shown < 1
+    rerun_page = (root / "evaluations" / f"{reruns['alpha'].id}.html").read_text()
+    assert "could not be built" not in rerun_page and reruns["alpha"].submission["rerun_of"] in rerun_page
     # stable: a later build keeps the earlier version's page and address
     old_bytes = old_page.read_bytes()
     build_site(results, site)
@@ -201,3 +203,15 @@ def test_a_version_of_a_dataset_is_copied_from_git_and_annex(tmp_path):
     sh("git", "annex", "drop", "-q", "--force", "a.tif", cwd=repo)
     with pytest.raises(JcError, match=f"annex get --key {re.escape(key)}"):
         hiddenversion.materialize(repo, "HEAD", tmp_path / "v2")
+
+
+def test_current_version_is_the_newest_scorer_on_the_latest_hidden_data():
+    def version(key: str, labels: str, scorer_version: str, latest: str) -> versions.Version:
+        return versions.Version("p", key, "c", "i", labels, "s", scorer_version, latest, latest, (), ())
+
+    fixed = version("fixed", "l0", "0.10.0", "2027-01-02T00:00:00Z")
+    older = version("older", "l0", "0.9.1", "2027-01-03T00:00:00Z")  # scored later, by an older scorer
+    assert versions.current([older, fixed]) is fixed
+    new_data = version("new-data", "l1", "0.9.1", "2027-01-04T00:00:00Z")
+    assert versions.current([older, fixed, new_data]) is new_data
+    assert versions.current([]) is None
