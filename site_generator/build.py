@@ -278,7 +278,9 @@ def _build(ledgers: list[Path], out: Path, *, strict: bool, workers: Workers,
             page = ranking_pages.ranking_page(p)
             if page is None:
                 continue
-            ranking_keys[p.name] = (shown, ranking_pages.page_key(p, digests))
+            # with its leaderboard version: a rescore changes the scores, not the records' digests
+            current = versions.current(versioned[challenge.id].get(p.name, ()))
+            ranking_keys[p.name] = (shown, ranking_pages.page_key(p, digests), current and current.key)
             files = [f"{folder}{rel}" for rel in ranking_pages.export_files(p)]
             kept = _kept_tiers(out, f"{folder}{page}", p, keys, ranking_keys[p.name], files)
             if kept is not None:

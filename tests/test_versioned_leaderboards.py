@@ -215,3 +215,43 @@ def test_current_version_is_the_newest_scorer_on_the_latest_hidden_data():
     new_data = version("new-data", "l1", "0.9.1", "2027-01-04T00:00:00Z")
     assert versions.current([older, fixed, new_data]) is new_data
     assert versions.current([]) is None
+
+
+def test_a_rescore_makes_the_current_version_of_a_built_site(tmp_path):
+    """A synthetic ledger: three teams, then a rescore that reverses their order."""
+    from test_site import SECRET, make, write
+
+    from jc_datalad import rescore
+
+    results, out = tmp_path / "results", tmp_path / "site"
+    evs = [make(team, c * 20, score=s, first_seen=f"2024-05-0{n}T00:00:00Z")
+           for n, (team, c, s) in enumerate((("alpha", "a1", 0.9), ("beta", "b1", 0.5), ("gamma", "c1", 0.1)), 1)]
+    for ev in evs:
+        write(results, ev)
+    build_site(results, out)
+    board = (out / "bacteria" / "leaderboard.html").read_text()
+    assert board.index(">alpha<") < board.index(">gamma<")
+    ranking_page = out / "bacteria" / "ranking-dev.html"
+    ranking_before = ranking_page.read_bytes() if ranking_page.exists() else None
+    for ev in evs:
+        new = 1.0 - ev.public["aji"]
+        scores = rescore.ScoreSet("instance", "0.2.0", "d" * 40, "2024-07-01T00:00:00Z", {"aji": new},
+                                  {"aji": new, "f1": 0.5}, {"aji": float(SECRET)},
+                                  [{"name": "img_001", "part": "public", "metrics": {"aji": new}, "error": None}],
+                                  None, True)
+        (results / "evaluations" / ev.id / "scores").mkdir()
+        (results / "evaluations" / ev.id / "scores" / "instance-0.2.0.json").write_text(
+            json.dumps(scores.as_dict()), encoding="utf-8")
+    report = build_site(results, out)
+    assert not [p for p in report.problems if "leaderboard" in p or "scores" in p], report.problems
+    board = (out / "bacteria" / "leaderboard.html").read_text()
+    assert board.index(">gamma<") < board.index(">beta<") < board.index(">alpha<")
+    if ranking_before is not None:  # its statistics follow the current version
+        assert ranking_page.read_bytes() != ranking_before
+    pages = sorted((out / "bacteria" / "leaderboards").rglob("*.html"))
+    (compare,) = [p for p in pages if "compare" in p.parts]
+    page = compare.read_text()
+    assert float(re.search(r'data-tau="([^"]+)"', page).group(1)) == pytest.approx(-1.0)  # type: ignore[union-attr]
+    assert all(SECRET not in p.read_text() for p in pages)  # private scores never on a version page
+    alpha = (out / "bacteria" / "evaluations" / f"{evs[0].id}.html").read_text()
+    assert "instance 0.2.0" in alpha.split('id="rescored"', 1)[1] and "0.1000" in alpha.split('id="rescored"')[1]
