@@ -667,10 +667,30 @@ def submit_check(dataset: Path, no_run: bool, as_json: bool) -> None:
             click.echo("checked without running (--no-run): history, run records and the committed outputs; "
                        "the steps were not replayed")
         if result.ok:
-            click.echo("ok: the runner would accept this submission and re-execute the steps above")
+            click.echo(f"ok: {_accepted(result)}")
         for p in result.problems:
             click.echo(f"refused: {p}", err=True)
     sys.exit(0 if result.ok else 1)
+
+
+def _accepted(result) -> str:  # a jc_datalad.submit.SubmitCheck
+    """What the runner does with an accepted submission, by the challenge's type."""
+    if result.type == "results":
+        said = ("the runner would accept this submission and score your committed predictions as submitted "
+                "(nothing is re-executed on hidden data)")
+        if result.verify != "rerun":
+            return said
+        if result.reproduced is None:
+            return said + "; it also re-executes the steps above on the public inputs (verify: rerun), not tried here"
+        return said + ("; re-executing the steps above on the public inputs (verify: rerun) reproduced them byte "
+                       "for byte" if result.reproduced else "; re-executing the steps above on the public inputs "
+                       "(verify: rerun) did not reproduce them: the entry would be marked 'not reproduced'")
+    if result.type == "training":
+        return ("the runner would accept this submission: it re-executes your training step on the organizer's "
+                "hidden training set (not the public sample used here) into an empty model folder, then your "
+                "prediction step with that freshly trained model on the hidden test inputs; your committed model "
+                "is never used")
+    return ("the runner would accept this submission and re-execute the steps above on the hidden test inputs")
 
 
 @main.command("status")

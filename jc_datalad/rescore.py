@@ -309,7 +309,7 @@ def _score_one(config: RunnerConfig, spec: ChallengeSpec, folder: Path, ev: Eval
         with sandbox.identity() as who:
             result = scoring.score_sealed(predictions, labels, scorer=report.scorer, items=items,
                                           public_items=public, limits=scoring.scoring_limits(memory),
-                                          log_dir=scratch / "score", who=who)
+                                          log_dir=scratch / "score", options=spec.metrics.options, who=who)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     # the scorer read predictions made on hidden data: what it says about them is kept as classes only

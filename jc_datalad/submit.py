@@ -502,8 +502,10 @@ def validate_label_tiffs(inputs: Path, outputs: Path, label: str,
     written = {p.name for p in outputs.iterdir()}
     missing = [n for n in expected if n not in written]
     if missing:
-        problems.append(f"{label}/{missing[0]} missing (the prediction of {expected[missing[0]]}): the command "
-                        f"wrote {len(expected) - len(missing)} of {len(expected)} expected files")
+        source = expected[missing[0]]
+        of = f" (the prediction of {source})" if source != missing[0] else ""
+        problems.append(f"{label}/{missing[0]} missing{of}: the command wrote {len(expected) - len(missing)} of "
+                        f"{len(expected)} expected files")
     for extra in sorted(written - set(expected)):
         problems.append(f"{label}/{printable(extra)}: not expected (no input it is the prediction of)")
     for name, source in expected.items():

@@ -217,9 +217,6 @@ def test_better_solution_leads_through_the_runner(leaves_arena):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="jc submit check (submit.validate_label_tiffs) expects TIFF inputs named as "
-                                       "the predictions; the leaves inputs are plantNNN_rgb.png, the predictions "
-                                       "plantNNN_label.tif (named as the hidden labels, which the runner scores)")
 def test_submit_check_accepts_the_starter_kit(leaves_arena):
     from jc_datalad import participant
     from jc_datalad.submit import check_submission
