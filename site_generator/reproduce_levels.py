@@ -47,12 +47,31 @@ class Levels:
     archived: frozenset[str] = frozenset()
     release: str | None = None
     released_splits: frozenset[str] = frozenset()
+    #: split -> (inputs commit, labels commit) of the released copy, where the ledger names them
+    released_versions: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     problems: tuple[str, ...] = field(default=())
 
     def key(self, ev: Evaluation) -> tuple:
         """What an evaluation page shows of these (part of its page key)."""
         return (self.archive if ev.id in self.archived else None,
-                self.release if ev.split in self.released_splits else None)
+                self.release if ev.split in self.released_splits else None,
+                self.released_versions.get(ev.split))
+
+    def released_for(self, ev: Evaluation) -> bool:
+        """Whether the release holds the hidden data ``ev`` was scored on: its split, and the
+        inputs and labels commits its record names (an evaluation on another hidden version,
+        such as a rerun on new data, cannot be reproduced from this release)."""
+        if ev.split not in self.released_splits:
+            return False
+        version = self.released_versions.get(ev.split)
+        if version is None:
+            return True
+        hidden = ev.hidden if isinstance(ev.hidden, dict) else {}
+        for part, commit in zip(("inputs", "labels"), version, strict=True):
+            recorded = hidden.get(part, {}).get("commit") if isinstance(hidden.get(part), dict) else None
+            if recorded and recorded != commit:
+                return False
+        return True
 
 
 def _path(value: Any) -> str | None:
@@ -93,8 +112,16 @@ def gather_levels(results: Path) -> Levels:
         problems.append(f"{results / RELEASE}: needs 'dataset' (a path or URL) and 'splits' (a list)")
         release, splits = None, []
     released = frozenset(s for s in splits if isinstance(s, str) and _SAFE_ID.fullmatch(s))
+    versions: dict[str, tuple[str, str]] = {}
+    raw = release_data.get("versions")
+    for split in released if isinstance(raw, dict) else ():
+        entry = raw.get(split) if isinstance(raw, dict) else None
+        commits = [entry.get(part, {}).get("commit") if isinstance(entry, dict) and isinstance(entry.get(part), dict)
+                   else None for part in ("inputs", "labels")]
+        if all(isinstance(c, str) for c in commits):
+            versions[split] = (commits[0], commits[1])  # type: ignore[assignment]
     return Levels(archive, archived if archive else frozenset(), release,
-                  released if release else frozenset(), tuple(problems))
+                  released if release else frozenset(), versions if release else {}, tuple(problems))
 
 
 def commands(ev: Evaluation, levels: Levels, organizer_lines: list[str]) -> list[Mapping[str, str]]:
@@ -112,7 +139,7 @@ def commands(ev: Evaluation, levels: Levels, organizer_lines: list[str]) -> list
     line = next((x for x in organizer_lines if x.startswith("jc runner reproduce ")), None)
     if ran and line is not None:
         out.append({"level": "b", "who": WHO["b"], "command": line})
-    if archived and ev.status is Status.EVALUATED and ev.split in levels.released_splits \
+    if archived and ev.status is Status.EVALUATED and levels.released_for(ev) \
             and levels.release is not None and _SAFE_ID.fullmatch(ev.split):
         # the recorded scores over every hidden item, each to compare with (repr: the exact float)
         expect = "".join(f" --expect {shlex.quote(f'{name}={value!r}')}" for name, value in sorted(ev.metrics.items())

@@ -233,6 +233,14 @@ def test_site_shows_each_level_only_where_it_works(tmp_path):
     shown = commands(ev, gather_levels(tmp_path), organizer)
     assert [c["level"] for c in shown] == ["a", "b", "c"]
     assert f"--split {ev.split}" in shown[2]["command"] and "--expect" in shown[2]["command"]
+    # a release of other hidden commits than the evaluation's (new hidden data since): no (c)
+    hidden = {"inputs": {"commit": "1" * 40}, "labels": {"commit": "2" * 40}}
+    (tmp_path / "release.json").write_text(json.dumps({"dataset": "/srv/rel", "splits": [ev.split], "versions": {
+        ev.split: {"inputs": {"commit": "1" * 40}, "labels": {"commit": "3" * 40}}}}))
+    assert "c" not in [c["level"] for c in commands(_ev(hidden=hidden), gather_levels(tmp_path), organizer)]
+    (tmp_path / "release.json").write_text(json.dumps({"dataset": "/srv/rel", "splits": [ev.split], "versions": {
+        ev.split: {"inputs": {"commit": "1" * 40}, "labels": {"commit": "2" * 40}}}}))
+    assert "c" in [c["level"] for c in commands(_ev(hidden=hidden), gather_levels(tmp_path), organizer)]
     refused = _ev(status=Status.REFUSED)
     assert commands(refused, gather_levels(tmp_path), organizer) == []  # nothing ran: nothing to redo
 
