@@ -303,29 +303,42 @@ def _running(spec: ChallengeSpec, task: backends.Task) -> Evaluation:
 def _record_finished(config: RunnerConfig, backend: backends.Backend, spec: ChallengeSpec, report: PassReport,
                      say: Callable[[str], None], total: int) -> None:
     """Record what the backend finished, in one place, in order of completion; a platform fault is
-    retried on a later pass (at most INFRASTRUCTURE_TRIES times) and never counts against a quota."""
+    retried on a later pass (at most INFRASTRUCTURE_TRIES times) and never counts against a quota.
+    A batch of several (a look at a job array) is recorded with one ``ledger.commit_many``."""
     retries = _Retries(config.work / _RETRIES)
-    for number, fin in enumerate(backend.collect(), 1):
-        ev, out, cmd = fin.evaluation, fin.folder, fin.command
-        if ev.status is Status.INFRASTRUCTURE:
-            tries = retries.add(ev.id)
-            if tries < INFRASTRUCTURE_TRIES:
-                shutil.rmtree(out, ignore_errors=True)
-                backend.forget(ev.id)
-                report.retry.append(ev.id)
-                say(f"[{number}/{total}] {ev.team} {ev.submission['commit'][:12]}: platform error "
-                    f"(try {tries} of {INFRASTRUCTURE_TRIES}), tried again next pass: {(ev.reason or '')[:160]}")
-                continue
-            ev = replace(ev, reason=f"platform error after {tries} tries, not counted against the "
-                                    f"team's quota: {ev.reason or 'no detail'}")
-            ledger.write_record(out, ev)
+    number = 0
+    for batch in backend.collect():
+        ready: list[tuple[Path, Evaluation, list[str]]] = []
+        for fin in batch:
+            number += 1
+            ev, out, cmd = fin.evaluation, fin.folder, fin.command
+            if ev.status is Status.INFRASTRUCTURE:
+                tries = retries.add(ev.id)
+                if tries < INFRASTRUCTURE_TRIES:
+                    shutil.rmtree(out, ignore_errors=True)
+                    backend.forget(ev.id)
+                    report.retry.append(ev.id)
+                    say(f"[{number}/{total}] {ev.team} {ev.submission['commit'][:12]}: platform error "
+                        f"(try {tries} of {INFRASTRUCTURE_TRIES}), tried again next pass: {(ev.reason or '')[:160]}")
+                    continue
+                ev = replace(ev, reason=f"platform error after {tries} tries, not counted against the "
+                                        f"team's quota: {ev.reason or 'no detail'}")
+                ledger.write_record(out, ev)
+            ready.append((out, ev, cmd or ["true"]))
+        if not ready:
+            continue
         t_rec = time.perf_counter()
-        ledger.commit(config.results, out, ev, cmd or ["true"])
-        backend.forget(ev.id)
-        retries.forget(ev.id)
-        ev.stages["record"] = round(time.perf_counter() - t_rec, 4)
-        report.evaluations.append(ev)
-        say(_progress_line(number, total, ev, spec.metrics.primary))
+        if len(ready) == 1:
+            ledger.commit(config.results, *ready[0])
+        else:
+            ledger.commit_many(config.results, ready)
+        each = round((time.perf_counter() - t_rec) / len(ready), 4)
+        for _, ev, _ in ready:
+            backend.forget(ev.id)
+            retries.forget(ev.id)
+            ev.stages["record"] = each
+            report.evaluations.append(ev)
+            say(_progress_line(len(report.evaluations) + len(report.retry), total, ev, spec.metrics.primary))
 
 
 def run_task(config: RunnerConfig, ctx: Context, task: backends.Task, out: Path) -> backends.Finished:

@@ -142,8 +142,14 @@ def test_slurm_gives_the_local_scores_and_the_throttle_holds(arena, slurm_cluste
     _submit(arena, "beta", DATA / "empty_predict.py")
     _submit(arena, "gamma", DATA / "threshold_predict.py", delay=1)
     local = {ev.id: ev for ev in arena.run().evaluations}
-    config = load_config(_slurm_config(arena, "one", throttle=1))
-    report = run_once(config)
+    config = load_config(_slurm_config(arena, "one", throttle=1, wait=0))
+    assert run_once(config).evaluations == []  # submitted; collected below, all three in one look
+    (job,) = {str(e["job"]) for e in ledger.read_jobs(config.results).values()}
+    deadline = time.monotonic() + 300
+    while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    report = collect(config)  # one batch: ledger.commit_many, one commit per evaluation
     remote = {ev.id: ev for ev in report.evaluations}
     assert set(remote) == set(local) and len(remote) == 3
     for eid, ev in remote.items():

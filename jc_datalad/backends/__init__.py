@@ -21,8 +21,10 @@ The contract:
 ``submit(tasks)``
     start running them (returns at once);
 ``collect()``
-    the finished ones, each a folder with ``record.json`` under the ledger's ``.incoming/``
-    (or a platform-fault record to retry), as they finish;
+    the finished ones, in batches as they finish (local: one at a time; slurm: all that one
+    look at the jobs found), each a folder with ``record.json`` under the ledger's ``.incoming/``
+    (or a platform-fault record to retry); the runner records a batch with one
+    :func:`jc_datalad.ledger.commit_many`;
 ``forget(eval_id)``
     called once the ledger has the evaluation (or it will be retried): drop what the
     backend kept about it.
@@ -83,7 +85,7 @@ class Backend(Protocol):
 
     def submit(self, tasks: Sequence[Task]) -> None: ...
 
-    def collect(self) -> Iterator[Finished]: ...
+    def collect(self) -> Iterator[list[Finished]]: ...
 
     def forget(self, eval_id: str) -> None: ...
 

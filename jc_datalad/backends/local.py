@@ -49,10 +49,10 @@ class LocalBackend:
         out = ledger.incoming_dir(self.config.results, task.eval_id)
         return run_task(self.config, ctx, task, out)
 
-    def collect(self) -> Iterator[Finished]:
+    def collect(self) -> Iterator[list[Finished]]:
         try:
             for future in as_completed(self._futures):
-                yield future.result()
+                yield [future.result()]
         finally:
             self._futures = []
             if self._pool is not None:

@@ -298,7 +298,7 @@ class SlurmBackend:
         ledger.write_jobs(self.config.results, {eid: {**e, "job": job} for eid, e in entries.items()})
         self.say(f"submitted Slurm job array {job} ({len(tasks)} evaluation(s), at most {settings.throttle} at once)")
 
-    def collect(self) -> Iterator[Finished]:
+    def collect(self) -> Iterator[list[Finished]]:
         """Finished evaluations of every job not collected yet. The first call looks once (a pass
         records what finished before it admits); later calls, and those after a submission, look
         until all are collected or ``slurm.wait`` has passed."""
@@ -312,10 +312,10 @@ class SlurmBackend:
             # the scheduler first, then the store: a task that publishes meanwhile is seen next time
             states, gone = job_states({str(e["job"]) for e in jobs.values() if e.get("job")})
             committed = ledger.committed_ids(self.config.results)
-            for eid, entry in jobs.items():
-                found = self._look(eid, entry, states, gone, committed)
-                if found is not None:
-                    yield found
+            found = [f for eid, entry in jobs.items()
+                     if (f := self._look(eid, entry, states, gone, committed)) is not None]
+            if found:
+                yield found
             if time.monotonic() >= deadline:
                 return
             time.sleep(self.settings.poll_s)
