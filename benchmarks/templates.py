@@ -97,16 +97,24 @@ def main(argv: list[str] | None = None) -> None:
     base.chmod(0o755)  # the sandbox user must reach the work folders
     print(f"{'template':<10} {'size':<8} {'create':>8} {'participants':>13} {'runner':>8} {'total':>8} "
           f"{'runner share':>13}   ({SUBMISSIONS} submissions each)")
+    failed = []
     try:
         for name in names:
             root = base / name
             root.mkdir(parents=True)
-            row = measure(name, args.size, root)
+            try:
+                row = measure(name, args.size, root)
+            except (Exception, SystemExit) as exc:  # one broken template must not hide the others' figures
+                failed.append(name)
+                print(f"{name:<10} {args.size:<8} failed: {str(exc)[:300]}", flush=True)
+                continue
             print(f"{name:<10} {args.size:<8} {row['create_s']:>7.1f}s {row['participants_s']:>12.1f}s "
                   f"{row['runner_s']:>7.1f}s {row['total_s']:>7.1f}s {row['runner_share']:>12.0%}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
