@@ -238,7 +238,7 @@ def reproduce_score(archive: str, eval_id: str, released: str, split: str, into:
             result = scoring.score_sealed(predictions, labels, scorer=spec.metrics.scorer, items=items,
                                           public_items=public_part(items, lb.public_fraction, lb.seed),
                                           limits=scoring.scoring_limits(spec.resources.memory_bytes),
-                                          log_dir=work / "score", who=who)
+                                          log_dir=work / "score", who=who, options=spec.metrics.options)
         if result.reason:
             return ScoreVerdict(eval_id, split, {}, {}, {}, expected or {}, (), result.reason)
         metrics = dict(result.metrics)
