@@ -119,6 +119,17 @@ class Cluster:
                            f"{proc.stderr.strip()!r}; see {self.root}/log")
 
     def stop(self) -> None:
+        # job step daemons and job scripts outlive a stopped slurmd: end those started for this
+        # cluster (SLURM_CONF naming it in their environment), never this process
+        mark = f"SLURM_CONF={self.conf}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
         for pidfile in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid"):
             try:
                 pid = int((self.root / pidfile).read_text().strip())
