@@ -245,7 +245,7 @@ def test_unknown_scorer_and_bad_options_are_the_organizers_error(ledger, work):
 
 def test_memory_limit_fails_the_predictions_not_the_runner(ledger, work):
     """Predictions the scorer cannot hold in the challenge's memory fail; they never read as 'broken truth'."""
-    big = np.zeros((6000, 6000), np.uint32)  # 137 MiB decoded, 150 KiB on disk
+    big = np.zeros((9000, 9000), np.uint32)  # 309 MiB decoded, twice: more than 0.6 GiB whatever the scorer does
     big[:10, :10] = 1
     tifffile.imwrite(ledger["staged"] / "big.tif", big, compression="zlib")
     tifffile.imwrite(ledger["attacker"] / "big.tif", big, compression="zlib")
