@@ -155,11 +155,12 @@ def test_output_symlinks_are_not_followed(arena):
 
 
 def test_cheat_fails_with_reason_and_no_score(arena):
-    from jc_datalad.demo import SOLUTIONS
+    from jc_datalad.templates import templates_folder
 
     repo = arena.team("mallory")
     clone = arena.clone("mallory")
-    participant.record_prediction(clone, files={"code/predict.py": SOLUTIONS / "cheat" / "predict.py"})
+    cheat = templates_folder() / "bacteria" / "solutions" / "cheat" / "predict.py"
+    participant.record_prediction(clone, files={"code/predict.py": cheat})
     participant.push_submission(clone, repo, "s1")
     ev = only(arena.run())
     assert ev.status is Status.FAILED
