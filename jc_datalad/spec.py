@@ -605,7 +605,17 @@ _OPTION_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
                    "a number between 0 and 1, e.g. 0.68"),
     "epsilon": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= 0,
                 "a small non-negative number"),
+    "columns": (lambda v: _value_columns_problem(v) is None,
+                "a list of distinct value column names of the label tables (letters, digits, _ . -), "
+                "e.g. [length_mm, roots]"),
 }
+
+
+def _value_columns_problem(value: Any) -> str | None:
+    # the regression scorer's own check of its columns option: spec and scorer refuse the same values
+    from scorers.folder import value_columns_problem
+
+    return value_columns_problem(value)
 
 
 def _parse_options(c: Checker, met: dict[str, Any], scorer: str | None) -> dict[str, Any]:

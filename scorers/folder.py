@@ -10,6 +10,7 @@ scorer or option, broken truth file) raises :class:`ScorerError`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from .registry import get as get_metric
 from .registry import names as metric_names
 from .results import FolderScore, ItemScore, Metrics, PartsScore, clean
 
-__all__ = ["FolderScore", "ItemScore", "PartsScore", "folder_scorers", "score_folder", "score_parts", "scorer_options"]
+__all__ = ["FolderScore", "ItemScore", "PartsScore", "folder_scorers", "score_folder", "score_parts", "scorer_options",
+           "value_columns_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,94 @@ def _regression_metrics(t: np.ndarray, p: np.ndarray) -> Metrics:
     return out
 
 
+#: The metrics the regression scorer reports for one value column (``n`` aside).
+_REGRESSION_KEYS = ("r2", "mae", "rmse", "mean_bias_error", "pearson_r", "mean_relative_error", "n")
+#: A name the ``columns`` option may give: it becomes part of metric names (``r2_<column>``) on pages.
+_COLUMN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: Most value columns one regression scores (each adds six metrics to the leaderboard's choice).
+MAX_VALUE_COLUMNS = 20
+
+
+def value_columns_problem(value: Any) -> str | None:
+    """Why ``value`` is no ``columns`` option of the regression scorer; None when it is one.
+
+    The option is a list of 1 to :data:`MAX_VALUE_COLUMNS` distinct column names of the
+    truth tables (letters, digits, ``_ . -``), e.g. ``["length_mm", "roots"]``; the
+    challenge spec checks it with this function too.
+    """
+    if not isinstance(value, list | tuple) or not 0 < len(value) <= MAX_VALUE_COLUMNS:
+        return f"must be a list of 1 to {MAX_VALUE_COLUMNS} value column names, e.g. [length_mm, roots]"
+    bad = [v for v in value if not isinstance(v, str) or not _COLUMN_NAME.match(v)]
+    if bad:
+        return (f"column {str(bad[0])[:70]!r} is not a column name (1 to 64 letters, digits, _ . -); "
+                "name the truth table's value columns, e.g. [length_mm, roots]")
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        return f"names column {twice[0]!r} more than once; name each value column once"
+    return None
+
+
+def _value_columns(opts: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The ``columns`` option, checked (None without it): a request error, raised for every file alike."""
+    if "columns" not in opts:
+        return None
+    if "column" in opts:
+        raise ScorerError("scorer 'regression': give the option column (one value column) or columns "
+                          "(several), not both")
+    problem = value_columns_problem(opts["columns"])
+    if problem:
+        raise ScorerError(f"scorer 'regression': option columns {problem}")
+    return tuple(opts["columns"])
+
+
+def _per_column(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Metrics:
+    """Every regression metric of each value column, named ``<metric>_<column>``; ``n`` once."""
+    out: Metrics = {}
+    n = None
+    for name, (t, p) in pairs.items():
+        metrics = _regression_metrics(t, p)
+        n = metrics.pop("n")
+        out.update({f"{key}_{name}": value for key, value in metrics.items()})
+    r2s = [out[f"r2_{name}"] for name in pairs]
+    out["mean_r2"] = float(np.mean([v for v in r2s if v is not None])) if pairs else None
+    out["n"] = n
+    return out
+
+
 def _regression_score(tp: Path, pp: Path, opts: Mapping[str, Any]) -> tuple[Metrics, Any]:
-    t, p = _pair_table(tp, pp, opts.get("column"), numeric=True)
-    return _regression_metrics(t, p), (t, p)
+    names = _value_columns(opts)
+    if names is None:
+        t, p = _pair_table(tp, pp, opts.get("column"), numeric=True)
+        return _regression_metrics(t, p), (t, p)
+    truth = _truth(read_table, tp)
+    truths = {}
+    for name in names:  # every truth column first: a broken hidden table is the organizer's error
+        try:
+            truths[name] = table_column(truth, name, numeric=True, role="truth")
+        except ItemError as exc:
+            raise ScorerError(f"truth file {tp}: {exc}; the hidden data set or the option columns is wrong") \
+                from exc
+    pred = read_table(pp)
+    pairs = {}
+    for name in names:
+        if name not in pred.columns:
+            raise ItemError(f"prediction has no column {name!r}; found {[str(c)[:40] for c in pred.columns[:10]]}; "
+                            f"write the columns id,{','.join(names)}")
+        pairs[name] = align(truths[name], table_column(pred, name, numeric=True, role="prediction"))
+    return _per_column(pairs), pairs
+
+
+def _regression_aggregate(payloads: Sequence[Any], opts: Mapping[str, Any]) -> Metrics:
+    names = _value_columns(opts)
+    if names is None:
+        return _pooled(_regression_metrics, _REGRESSION_KEYS)(payloads, opts)
+    if not payloads:
+        return dict.fromkeys([*(f"{k}_{n}" for n in names for k in _REGRESSION_KEYS if k != "n"), "mean_r2", "n"])
+    return _per_column({
+        name: (np.concatenate([pairs[name][0] for pairs in payloads]),
+               np.concatenate([pairs[name][1] for pairs in payloads]))
+        for name in names
+    })
 
 
 def _pooled(metrics: Callable[[np.ndarray, np.ndarray], Metrics], keys: Sequence[str]) -> Any:
@@ -214,11 +301,7 @@ _KINDS: dict[str, _Kind] = {
         _instance_score, _instance_aggregate,
     ),
     "pixel_masks": _Kind(_TIFF, frozenset({"empty"}), _mask_score, _mean_aggregate),
-    "regression": _Kind(
-        (".csv",), frozenset({"column"}), _regression_score,
-        _pooled(_regression_metrics, ("r2", "mae", "rmse", "mean_bias_error", "pearson_r",
-                                      "mean_relative_error", "n")),
-    ),
+    "regression": _Kind((".csv",), frozenset({"column", "columns"}), _regression_score, _regression_aggregate),
     "classification": _Kind(
         (".csv",), frozenset({"column"}), _classification_score,
         _pooled(_classification_metrics, ("accuracy", "balanced_accuracy", "f1_macro", "n")),
@@ -356,7 +439,8 @@ def score_folder(
         Restrict scoring to these truth file names (a public or private split).
     **options
         Passed to the scorer, e.g. ``thresholds``, ``legacy_cvppp``,
-        ``by_image`` (instance segmentation), ``column`` (tables), ``empty``
+        ``by_image`` (instance segmentation), ``column`` (tables), ``columns``
+        (regression: several value columns, each reported as ``r2_<column>``, ...), ``empty``
         (masks), ``confidence`` and ``epsilon`` (coverage).
 
     Returns

@@ -139,6 +139,12 @@ _REGRESSION = {
     "n": "Number of rows scored.",
 }
 
+#: Per value column when the regression scorer's ``columns`` option names several (``r2_length_mm``).
+_REGRESSION_COLUMN = re.compile(
+    r"^(r2|mae|rmse|mean_bias_error|pearson_r|mean_relative_error)_([A-Za-z0-9_.-]{1,64})$")
+_REGRESSION_MEAN_R2 = ("Mean over the scored value columns of each column's coefficient of determination "
+                       "1 - SS_res / SS_tot: every quantity counts alike. 1 is perfect.")
+
 _CLASSIFICATION = {
     "accuracy": "Fraction of items whose predicted class is the true class.",
     "balanced_accuracy": "Recall of each true class, averaged over the classes.",
@@ -202,6 +208,12 @@ def describe(metric: str, scorer: str | None = None) -> str | None:
     own = _BY_SCORER.get(scorer or "", {})
     if metric in own:
         return own[metric]
+    if scorer == "regression":
+        if metric == "mean_r2":
+            return _REGRESSION_MEAN_R2
+        match = _REGRESSION_COLUMN.match(metric)
+        if match:
+            return f"Of the value column {match.group(2)}: {_REGRESSION[match.group(1)]}"
     if scorer in (None, "instance_segmentation"):
         for pattern, text in _INSTANCE_TAGGED:
             match = pattern.match(metric)
@@ -277,8 +289,13 @@ def metric_info(metric: str, scorer: str | None = None) -> MetricInfo:
                                   family=family, threshold=_threshold(match.group(1)),
                                   family_definition=text.format(t="t"))
     own = _BETTER.get(scorer or "", {})
+    column = _REGRESSION_COLUMN.match(metric) if scorer == "regression" else None
     if metric in own:
         better: str | None = own[metric]
+    elif column:
+        better = own[column.group(1)]
+    elif scorer == "regression" and metric == "mean_r2":
+        better = "max"
     elif scorer in (None, "instance_segmentation") and metric in _BETTER["instance_segmentation"]:
         better = _BETTER["instance_segmentation"][metric]
     else:

@@ -173,6 +173,83 @@ def test_roc_auc_folder_with_labels_other_than_0_1(tmp_path):
     assert not wrong.ok and "positive class 1 does not occur" in wrong.errors[0]
 
 
+def _root_tables(folder: Path, rows: dict[str, tuple[float, float]], columns=("length_mm", "roots")) -> None:
+    """One table per image (``<name>.csv``: id and the value columns), as the roots template writes them."""
+    folder.mkdir(exist_ok=True)
+    for name, values in rows.items():
+        pd.DataFrame({"id": [name], **{c: [v] for c, v in zip(columns, values, strict=True)}}).to_csv(
+            folder / f"{name}.csv", index=False)
+
+
+def test_regression_scores_each_named_column(tmp_path):
+    import sklearn.metrics as skm
+
+    truth = {"a": (120.5, 7.0), "b": (80.0, 4.0), "c": (200.25, 11.0), "d": (55.0, 3.0)}
+    pred = {"a": (110.0, 9.0), "b": (90.5, 4.0), "c": (190.0, 6.0), "d": (60.0, 5.0)}
+    _root_tables(tmp_path / "t", truth)
+    _root_tables(tmp_path / "p", pred)
+    out = scorers.score_folder(tmp_path / "p", tmp_path / "t", scorer="regression",
+                               columns=["length_mm", "roots"])
+    assert out.ok, out.errors
+    for i, column in enumerate(("length_mm", "roots")):
+        t = np.array([truth[k][i] for k in "abcd"])
+        p = np.array([pred[k][i] for k in "abcd"])
+        assert out.metrics[f"r2_{column}"] == pytest.approx(skm.r2_score(t, p))
+        assert out.metrics[f"mae_{column}"] == pytest.approx(skm.mean_absolute_error(t, p))
+        assert out.metrics[f"mean_relative_error_{column}"] == pytest.approx(
+            skm.mean_absolute_percentage_error(t, p))
+        assert out.metrics[f"rmse_{column}"] == pytest.approx(np.sqrt(skm.mean_squared_error(t, p)))
+    assert out.metrics["r2_length_mm"] != pytest.approx(out.metrics["r2_roots"])
+    assert out.metrics["mean_r2"] == pytest.approx((out.metrics["r2_length_mm"] + out.metrics["r2_roots"]) / 2)
+    assert out.metrics["n"] == 4 and "r2" not in out.metrics
+    # per item as well, and the public and private parts pool their own rows
+    parts = scorers.score_parts(tmp_path / "p", tmp_path / "t", scorer="regression", columns=["length_mm", "roots"],
+                                items=[f"{k}.csv" for k in "abcd"], public_items=["a.csv", "b.csv"])
+    assert parts.public["mae_roots"] == pytest.approx(1.0) and parts.private["mae_roots"] == pytest.approx(3.5)
+    assert {i.name: i.metrics["mae_length_mm"] for i in parts.whole.items}["d.csv"] == pytest.approx(5.0)
+    # every reported name is defined for the pages, with its better side
+    for name in out.metrics:
+        assert scorers.describe(name, "regression"), name
+    assert "roots" in scorers.describe("r2_roots", "regression")  # type: ignore[operator]
+    info = scorers.registry.metric_info("mean_relative_error_length_mm", "regression")
+    assert info.better == "min" and not info.count and info.family is None
+    assert scorers.registry.metric_info("r2_roots", "regression").better == "max"
+    # without the option the single-column names stay (an existing challenge is unchanged)
+    _root_tables(tmp_path / "t1", {k: v[:1] for k, v in truth.items()}, columns=("length_mm",))
+    single = scorers.score_folder(tmp_path / "p", tmp_path / "t1", scorer="regression")
+    assert single.ok and single.metrics["r2"] == pytest.approx(out.metrics["r2_length_mm"])
+    assert "r2_length_mm" not in single.metrics
+
+
+def test_regression_columns_errors(tmp_path):
+    truth = {"a": (120.5, 7.0), "b": (80.0, 4.0)}
+    _root_tables(tmp_path / "t", truth)
+    _root_tables(tmp_path / "p", {"a": (1.0,), "b": (2.0,)}, columns=("length_mm",))
+    both = ["length_mm", "roots"]
+    out = scorers.score_folder(tmp_path / "p", tmp_path / "t", scorer="regression", columns=both)
+    assert not out.ok and len(out.errors) == 2
+    assert out.errors[0].startswith("a.csv: prediction has no column 'roots'")
+    assert "write the columns id,length_mm,roots" in out.errors[0]
+    assert out.metrics["r2_roots"] is None  # nothing scored: every name is still there, empty
+    _root_tables(tmp_path / "p", {"a": (1.0, float("inf")), "b": (2.0, 3.0)})
+    out = scorers.score_folder(tmp_path / "p", tmp_path / "t", scorer="regression", columns=both)
+    assert out.errors == ("a.csv: column 'roots' has 1 missing, non-numeric or infinite value(s) (first at id 'a'); "
+                          "every item needs a finite number",)
+    (tmp_path / "p" / "b.csv").write_text("id,length_mm,roots\nb,1,2\nb,1,2\n")
+    out = scorers.score_folder(tmp_path / "p", tmp_path / "t", scorer="regression", columns=both)
+    assert "b.csv: id 'b' appears more than once" in out.errors[1]
+    # the truth lacks a named column: the request cannot proceed, naming the truth file
+    with pytest.raises(scorers.ScorerError, match=r"truth file .*a\.csv: truth has no column 'age'"):
+        scorers.score_folder(tmp_path / "p", tmp_path / "t", scorer="regression", columns=["length_mm", "age"])
+    for bad, message in (([], "list of 1 to 20"), ("length_mm", "list of 1 to 20"), (["a b"], "not a column name"),
+                         (["roots", "roots"], "more than once"), ([3], "not a column name")):
+        with pytest.raises(scorers.ScorerError, match=message):
+            scorers.score_folder(tmp_path / "p", tmp_path / "t", scorer="regression", columns=bad)
+    with pytest.raises(scorers.ScorerError, match="not both"):
+        scorers.score_folder(tmp_path / "p", tmp_path / "t", scorer="regression", columns=both, column="roots")
+    assert "columns" in scorers.folder.scorer_options("regression")
+
+
 @pytest.mark.parametrize("text", [False, True])
 def test_roc_auc_folder_multiclass_one_column_per_class(tmp_path, text):
     import sklearn.metrics as skm
