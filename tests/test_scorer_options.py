@@ -73,6 +73,36 @@ def test_leaves_template_sets_legacy_cvppp():
     assert metrics["options"] == {"legacy_cvppp": True}
 
 
+REGRESSION = {**BASE, "interface": {**BASE["interface"], "format": "csv"},
+              "metrics": {"scorer": "regression", "primary": "r2_length_mm",
+                          "columns": ["r2_length_mm", "mean_relative_error_roots", "mean_r2"]}}
+
+
+def test_regression_columns_option_is_checked_by_the_scorers_rule():
+    spec = parse_spec({**REGRESSION, "metrics": {**REGRESSION["metrics"],
+                                                 "options": {"columns": ["length_mm", "roots"]}}})
+    assert dict(spec.metrics.options) == {"columns": ["length_mm", "roots"]}
+    assert spec.metrics.columns == ("r2_length_mm", "mean_relative_error_roots", "mean_r2")
+    for bad in ("length_mm", [], ["roots", "roots"], ["length mm"], [1, 2]):
+        with pytest.raises(SpecError, match="metrics.options.columns.*list of distinct value column names"):
+            parse_spec({**REGRESSION, "metrics": {**REGRESSION["metrics"], "options": {"columns": bad}}})
+    # a per-column name is still a name the regression scorer reports: a typo is refused
+    with pytest.raises(SpecError, match="metrics.primary.*reports no such metric"):
+        parse_spec({**REGRESSION, "metrics": {**REGRESSION["metrics"], "primary": "r3_length_mm"}})
+
+
+def test_roots_template_scores_both_quantities():
+    import jinja2
+
+    from challenge_templates.roots.generate import SIZES
+
+    text = (Path(__file__).parent.parent / "challenge_templates" / "roots" / "challenge.yaml.j2").read_text()
+    metrics = yaml.safe_load(jinja2.Template(text).render(sizes=SIZES["default"]))["metrics"]
+    assert metrics["options"] == {"columns": ["length_mm", "roots"]}
+    assert {"r2_length_mm", "r2_roots", "mean_relative_error_length_mm", "mean_relative_error_roots"} \
+        <= set(metrics["columns"])
+
+
 def _gapped_pair(folder: Path) -> tuple[Path, Path]:
     truth, pred = folder / "truth", folder / "pred"
     truth.mkdir(parents=True)

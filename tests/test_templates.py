@@ -172,10 +172,16 @@ def test_generator_is_deterministic_and_hidden_labels_match_inputs(name, tmp_pat
     public = {p.read_bytes() for p in (tmp_path / "a" / "public" / "test").iterdir()
               if p.suffix in (".csv", ".tif")}
     assert not public & {p.read_bytes() for p in (hidden / "inputs").iterdir() if p.suffix in (".csv", ".tif")}
-    # a truth table the scorers read: an id column equal to the file's stem and one value column
+    # a truth table the scorers read: an id column equal to the file's stem and the scored value columns
+    # (roots: length and count, both scored with the regression scorer's columns option)
+    value_columns = {"roots": ["length_mm", "roots"], "hep": None}[name]
     for path in (hidden / "labels").glob("*.csv"):
         header, row = path.read_text().splitlines()
-        assert len(header.split(",")) == 2 and row.split(",")[0] == path.stem
+        assert row.split(",")[0] == path.stem
+        if value_columns is None:
+            assert len(header.split(",")) == 2
+        else:
+            assert header.split(",")[1:] == value_columns
 
 
 def test_demo_of_an_unknown_template_names_the_templates_and_touches_nothing(tmp_path):

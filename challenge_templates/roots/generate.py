@@ -166,12 +166,12 @@ def write_split(inputs: Path, labels: Path | None, *, split: str, count: int, si
 
 
 def write_data(out: Path, sizes: Sizes, seed: int) -> None:
-    """The layout of docs/templates.md: ``public/train/{images,labels}`` (both quantities),
-    ``public/test`` (images only) and ``hidden/test/{inputs,labels}``. The hidden labels hold
-    ``length_mm`` only: the regression scorer scores one value column per table."""
+    """The layout of docs/templates.md: ``public/train/{images,labels}`` and
+    ``hidden/test/{inputs,labels}`` (labels with both quantities, each scored: the regression
+    scorer's ``columns`` option), ``public/test`` (images only)."""
     out = Path(out)
     write_split(out / "public" / "train" / "images", out / "public" / "train" / "labels", split="train",
                 count=sizes.items, sizes=sizes, seed=seed)
     write_split(out / "public" / "test", None, split="test", count=sizes.items, sizes=sizes, seed=seed)
     write_split(out / "hidden" / "test" / "inputs", out / "hidden" / "test" / "labels", split="hidden",
-                count=sizes.hidden_items, sizes=sizes, seed=seed, columns=("length_mm",))
+                count=sizes.hidden_items, sizes=sizes, seed=seed)
