@@ -395,6 +395,8 @@ def parse_spec(data: Any, source: Path | str = SPEC_FILE, *,
     if scorer:
         _check_metrics(c, scorer, primary, columns)
     options = _parse_options(c, met, scorer)
+    if scorer == "regression":
+        _check_value_columns(c, primary, columns, options)
 
     lb = c.section("leaderboard", required=False)
     c.unknown(lb, "leaderboard", {"public_fraction", "seed"})
@@ -569,6 +571,33 @@ def _check_metrics(c: Checker, scorer: str, primary: str | None, columns: tuple[
             where = f"metrics.columns[{raw.index(column)}]" if isinstance(raw, list) and column in raw else \
                 f"metrics.columns[{i}]"
             c.problem(where, column, f"scorer {scorer} reports no such metric{suggest(column, reported)}{hint}")
+
+
+def _check_value_columns(c: Checker, primary: str | None, columns: tuple[str, ...], options: dict[str, Any]) -> None:
+    """Per-column regression metrics (``r2_roots``) name a column that ``options.columns`` scores;
+    ``column`` and ``columns`` together would be refused by the scorer at the first evaluation."""
+    from scorers.registry import _REGRESSION_COLUMN
+
+    named = options.get("columns")
+    if "column" in options and named is not None:
+        c.problem("metrics.options", "column, columns", "give either column (one value column) or columns "
+                                                        "(several), not both")
+    scored = set(named) if isinstance(named, list | tuple) else set()
+    raw = c.data.get("metrics", {}).get("columns") if isinstance(c.data.get("metrics"), dict) else None
+    for i, metric in enumerate(dict.fromkeys((primary, *columns) if primary else columns)):
+        found = _REGRESSION_COLUMN.match(metric)
+        column = found.group(2) if found else None
+        if metric == "mean_r2" and not scored:
+            problem = "needs metrics.options.columns: the mean over several value columns"
+        elif column is not None and column not in scored:
+            problem = (f"scores value column {column!r}, which metrics.options.columns does not name"
+                       + (f" (it names {', '.join(sorted(scored))})" if scored else "; add columns: [...]"))
+        else:
+            continue
+        where = ("metrics.primary" if metric == primary else
+                 f"metrics.columns[{raw.index(metric)}]" if isinstance(raw, list) and metric in raw else
+                 f"metrics.columns[{i}]")
+        c.problem(where, metric, problem)
 
 
 _NAME_SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -91,6 +91,21 @@ def test_regression_columns_option_is_checked_by_the_scorers_rule():
         parse_spec({**REGRESSION, "metrics": {**REGRESSION["metrics"], "primary": "r3_length_mm"}})
 
 
+def test_per_column_metrics_name_a_scored_column():
+    """A leaderboard column of a value column the scorer is not told to score would stay empty."""
+    with pytest.raises(SpecError) as info:
+        parse_spec({**REGRESSION, "metrics": {**REGRESSION["metrics"], "options": {"columns": ["length_mm"]}}})
+    assert "metrics.columns[1]: 'mean_relative_error_roots': scores value column 'roots', which metrics.options.columns does not " \
+           "name (it names length_mm)" in str(info.value)
+    with pytest.raises(SpecError) as info:
+        parse_spec(REGRESSION)  # no columns option at all
+    assert "'mean_r2': needs metrics.options.columns" in str(info.value)
+    assert "'r2_length_mm': scores value column 'length_mm'" in str(info.value)
+    with pytest.raises(SpecError, match="give either column .* or columns"):
+        parse_spec({**REGRESSION, "metrics": {**REGRESSION["metrics"], "options": {
+            "columns": ["length_mm", "roots"], "column": "length_mm"}}})
+
+
 def test_roots_template_scores_both_quantities():
     import jinja2
 
