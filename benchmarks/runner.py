@@ -34,7 +34,7 @@ from jc_datalad.challenge import new_challenge  # noqa: E402
 from jc_datalad.config import default_cache_dir, load_config  # noqa: E402
 from jc_datalad.gitutil import ensure_identity, env_with_annex_on_path  # noqa: E402
 from jc_datalad.records import Status  # noqa: E402
-from jc_datalad.runner import run_once  # noqa: E402
+from jc_datalad.runner import PassReport, run_once  # noqa: E402
 from jc_datalad.teams import add_team  # noqa: E402
 
 TRIVIAL = """\
@@ -83,17 +83,24 @@ def setup(root: Path, n: int) -> tuple[Path, Path, list[tuple[str, str]]]:
     return made.config, clone, submissions
 
 
-def runner_pass(config_path: Path, results: Path, work: Path, workers: int) -> tuple[float, float, int]:
+def timed_pass(config_path: Path, name: str, **settings: object) -> tuple[float, PassReport]:
+    """One runner pass with ``settings`` replacing those of runner.yaml (written as runner-NAME.yaml);
+    its wall time and report. Stops the benchmark unless every evaluation was evaluated."""
     data = yaml.safe_load(config_path.read_text())
-    data.update(results=str(results), work=str(work), workers=workers)
-    cfg = config_path.with_name(f"runner-{workers}.yaml")
+    data.update(settings)
+    cfg = config_path.with_name(f"runner-{name}.yaml")
     cfg.write_text(yaml.safe_dump(data))
     start = time.perf_counter()
     report = run_once(load_config(cfg))
     wall = time.perf_counter() - start
     bad = [ev for ev in report.evaluations if ev.status is not Status.EVALUATED]
     if bad:
-        raise SystemExit(f"{len(bad)} evaluations not evaluated: {bad[0].reason}")
+        raise SystemExit(f"{name}: {len(bad)} evaluations not evaluated: {bad[0].reason}")
+    return wall, report
+
+
+def runner_pass(config_path: Path, results: Path, work: Path, workers: int) -> tuple[float, float, int]:
+    wall, report = timed_pass(config_path, str(workers), results=str(results), work=str(work), workers=workers)
     sandboxed = sum(step["wall_s"] for ev in report.evaluations for step in ev.steps)
     return wall, sandboxed, len(report.evaluations)
 

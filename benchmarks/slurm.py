@@ -28,18 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
 import runner  # noqa: E402  (benchmarks/runner.py)
 from slurm_cluster import Cluster, missing  # noqa: E402  (tests/slurm_cluster.py)
 
-from jc_datalad.config import load_config  # noqa: E402
 from jc_datalad.gitutil import ensure_identity  # noqa: E402
-from jc_datalad.records import Status  # noqa: E402
-from jc_datalad.runner import PassReport, run_once  # noqa: E402
+from jc_datalad.runner import PassReport  # noqa: E402
 
 #: benchmarks/runner.py's trivial submission, its one marked pixel kept inside the 48x48 test frames
 runner.TRIVIAL = runner.TRIVIAL.replace("labels[0, 0, {n}] = 1", "labels[0, {n} // 48 % 48, {n} % 48] = 1")
@@ -47,17 +43,8 @@ assert "{n} // 48" in runner.TRIVIAL
 
 
 def one_pass(config_path: Path, name: str, root: Path, **extra) -> tuple[float, PassReport]:
-    data = yaml.safe_load(config_path.read_text())
-    data.update(results=str(root / f"results-{name}"), work=str(root / f"work-{name}"), **extra)
-    cfg = config_path.with_name(f"runner-{name}.yaml")
-    cfg.write_text(yaml.safe_dump(data))
-    start = time.perf_counter()
-    report = run_once(load_config(cfg))
-    wall = time.perf_counter() - start
-    bad = [ev for ev in report.evaluations if ev.status is not Status.EVALUATED]
-    if bad:
-        raise SystemExit(f"{name}: {len(bad)} evaluations not evaluated: {bad[0].reason}")
-    return wall, report
+    return runner.timed_pass(config_path, name, results=str(root / f"results-{name}"),
+                             work=str(root / f"work-{name}"), **extra)
 
 
 def _time(stamp: str) -> dt.datetime:
